@@ -1,0 +1,24 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Two cores in CI: keep torch from oversubscribing them when tests run in parallel.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_LABELS = REPO_ROOT.parent / "shared" / "bddoia-labels"
+
+
+@pytest.fixture(scope="session")
+def shared_labels_dir() -> Path:
+    """The reconstructed BDD-OIA label files beside the repository; tests using them skip without it."""
+    if not (SHARED_LABELS / "train_25k_images_actions.json").is_file():
+        pytest.skip(f"{SHARED_LABELS} is absent")
+    return SHARED_LABELS

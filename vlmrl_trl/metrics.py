@@ -1,0 +1,127 @@
+"""BDD-OIA metrics, as the official evaluator defines them, plus the JSON validity of raw outputs.
+
+Per class: binary precision/recall/F1 (sklearn's ``average=None``). ``mf1``: mean of the per-class F1s.
+``f1_all``: F1 averaged over samples (``average="samples"``), a sample with no true and no predicted
+label scoring 0. Undefined ratios count as 0, as sklearn's default does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .schema import ACTION_IDS, NUM_ACTIONS, NUM_REASONS, REASON_IDS, Decision, parse_decision
+
+
+def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    return np.divide(num, den, out=np.zeros_like(num, dtype=np.float64), where=den != 0)
+
+
+def multilabel_metrics(y_true: Any, y_pred: Any, names: Sequence[str]) -> dict[str, Any]:
+    """All metrics of one label group (actions or reasons) for 0/1 matrices of shape (n, len(names))."""
+    t = np.asarray(y_true, dtype=np.int64).reshape(-1, len(names))
+    p = np.asarray(y_pred, dtype=np.int64).reshape(-1, len(names))
+    if t.shape != p.shape:
+        raise ValueError(f"labels {t.shape} and predictions {p.shape} differ in shape")
+    tp, fp, fn = (t & p).sum(0), ((1 - t) & p).sum(0), (t & (1 - p)).sum(0)
+    precision, recall = _safe_div(tp, tp + fp), _safe_div(tp, tp + fn)
+    f1 = _safe_div(2 * tp, 2 * tp + fp + fn)
+    s_tp, s_fp, s_fn = (t & p).sum(1), ((1 - t) & p).sum(1), (t & (1 - p)).sum(1)
+    n = len(t)
+    return {
+        "f1_all": float(_safe_div(2 * s_tp, 2 * s_tp + s_fp + s_fn).mean()) if n else 0.0,
+        "mf1": float(f1.mean()),
+        "micro_f1": float(_safe_div(np.array(2 * tp.sum()), np.array(2 * tp.sum() + fp.sum() + fn.sum()))),
+        "exact_match": float((t == p).all(1).mean()) if n else 0.0,
+        "accuracy": float((t == p).mean()) if n else 0.0,
+        "per_class": {name: float(v) for name, v in zip(names, f1)},
+        "per_class_precision": {name: float(v) for name, v in zip(names, precision)},
+        "per_class_recall": {name: float(v) for name, v in zip(names, recall)},
+        "support": {name: int(v) for name, v in zip(names, t.sum(0))},
+    }
+
+
+def decision_metrics(
+    outputs: Sequence[str], action_labels: Any, reason_labels: Any
+) -> dict[str, Any]:
+    """Score raw model outputs against label bits: an unparseable output predicts no label at all."""
+    if not (len(outputs) == len(action_labels) == len(reason_labels)):
+        raise ValueError("outputs, action labels and reason labels must have the same length")
+    parsed = [parse_decision(text) for text in outputs]
+    decisions = [d for d in parsed if isinstance(d, Decision)]
+    pred_actions = [d.action_bits() if isinstance(d, Decision) else [0] * NUM_ACTIONS for d in parsed]
+    pred_reasons = [d.reason_bits() if isinstance(d, Decision) else [0] * NUM_REASONS for d in parsed]
+    n = len(outputs)
+    return {
+        "actions": multilabel_metrics(action_labels, pred_actions, ACTION_IDS),
+        "reasons": multilabel_metrics(reason_labels, pred_reasons, REASON_IDS),
+        "json_validity": len(decisions) / n if n else 0.0,
+        "n": n,
+    }
+
+
+def _check_bits(value: Any, size: int, where: str, key: str) -> list[int]:
+    if not isinstance(value, list) or len(value) != size or any(b not in (0, 1) for b in value):
+        raise ValueError(f"{where}: field {key!r} must be a list of {size} bits (0/1), got {value!r}")
+    return value
+
+
+def read_predictions(path: str | Path) -> list[dict[str, Any]]:
+    """Read a ``predictions.jsonl`` file: one object per line with ``text`` (the raw model output) and
+    the label bits ``actions`` (4) and ``reasons`` (21). Errors name the file, line and field."""
+    path = Path(path)
+    records = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{where}: not a JSON object ({err})") from None
+            if not isinstance(rec, dict):
+                raise ValueError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+            if not isinstance(rec.get("text"), str):
+                raise ValueError(f"{where}: field 'text' (the raw model output) must be a string")
+            _check_bits(rec.get("actions"), NUM_ACTIONS, where, "actions")
+            _check_bits(rec.get("reasons"), NUM_REASONS, where, "reasons")
+            records.append(rec)
+    if not records:
+        raise ValueError(f"{path}: no predictions")
+    return records
+
+
+def score_records(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Metrics of prediction records as written by ``vlmrl-trl predict``."""
+    records = list(records)
+    return decision_metrics(
+        [r["text"] for r in records], [r["actions"] for r in records], [r["reasons"] for r in records]
+    )
+
+
+def format_metrics_table(metrics: Mapping[str, Any]) -> str:
+    """A plain-text table of the headline numbers and per-class F1."""
+    lines = [f"n = {metrics['n']}   JSON validity = {metrics['json_validity']:.4f}", ""]
+    keys = ("f1_all", "mf1", "micro_f1", "exact_match", "accuracy")
+    lines.append(f"{'':10}" + "".join(f"{k:>13}" for k in keys))
+    for group in ("actions", "reasons"):
+        lines.append(f"{group:10}" + "".join(f"{metrics[group][k]:>13.4f}" for k in keys))
+    for group in ("actions", "reasons"):
+        lines += ["", f"per-class F1 ({group})"]
+        for name, value in metrics[group]["per_class"].items():
+            lines.append(f"  {name:26} {value:.4f}  (support {metrics[group]['support'][name]})")
+    return "\n".join(lines)
+
+
+def write_metrics(metrics: Mapping[str, Any], out_dir: str | Path) -> Path:
+    """Write ``metrics.json`` into ``out_dir`` and return its path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "metrics.json"
+    path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    return path
