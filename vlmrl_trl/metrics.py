@@ -38,16 +38,14 @@ def multilabel_metrics(y_true: Any, y_pred: Any, names: Sequence[str]) -> dict[s
         "micro_f1": float(_safe_div(np.array(2 * tp.sum()), np.array(2 * tp.sum() + fp.sum() + fn.sum()))),
         "exact_match": float((t == p).all(1).mean()) if n else 0.0,
         "accuracy": float((t == p).mean()) if n else 0.0,
-        "per_class": {name: float(v) for name, v in zip(names, f1)},
-        "per_class_precision": {name: float(v) for name, v in zip(names, precision)},
-        "per_class_recall": {name: float(v) for name, v in zip(names, recall)},
-        "support": {name: int(v) for name, v in zip(names, t.sum(0))},
+        "per_class": {name: float(v) for name, v in zip(names, f1, strict=True)},
+        "per_class_precision": {name: float(v) for name, v in zip(names, precision, strict=True)},
+        "per_class_recall": {name: float(v) for name, v in zip(names, recall, strict=True)},
+        "support": {name: int(v) for name, v in zip(names, t.sum(0), strict=True)},
     }
 
 
-def decision_metrics(
-    outputs: Sequence[str], action_labels: Any, reason_labels: Any
-) -> dict[str, Any]:
+def decision_metrics(outputs: Sequence[str], action_labels: Any, reason_labels: Any) -> dict[str, Any]:
     """Score raw model outputs against label bits: an unparseable output predicts no label at all."""
     if not (len(outputs) == len(action_labels) == len(reason_labels)):
         raise ValueError("outputs, action labels and reason labels must have the same length")

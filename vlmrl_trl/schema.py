@@ -84,7 +84,10 @@ def decision_json_schema() -> dict[str, Any]:
     """The shipped JSON Schema of a decision, checked once against the vocabularies above."""
     schema = json.loads(resources.files("vlmrl_trl").joinpath(SCHEMA_FILE).read_text(encoding="utf-8"))
     props = schema["properties"]
-    if tuple(props["actions"]["items"]["enum"]) != ACTION_IDS or tuple(props["reasons"]["items"]["enum"]) != REASON_IDS:
+    if (
+        tuple(props["actions"]["items"]["enum"]) != ACTION_IDS
+        or tuple(props["reasons"]["items"]["enum"]) != REASON_IDS
+    ):
         raise RuntimeError(f"{SCHEMA_FILE} and vlmrl_trl.schema disagree on the action/reason ids")
     return schema
 
@@ -139,7 +142,11 @@ class ParseFailure:
     obj: Any = field(default=None, compare=False)
 
     def __str__(self) -> str:
-        return f"{self.kind} at {self.path}: {self.message}" if self.kind in ("schema", "unknown_id") else f"{self.kind}: {self.message}"
+        return (
+            f"{self.kind} at {self.path}: {self.message}"
+            if self.kind in ("schema", "unknown_id")
+            else f"{self.kind}: {self.message}"
+        )
 
 
 @dataclass(frozen=True)
@@ -211,7 +218,7 @@ def bits_to_ids(bits: Sequence[int], vocabulary: Sequence[str]) -> tuple[str, ..
         raise ValueError(f"expected {len(vocabulary)} label bits, got {len(bits)}")
     if any(b not in (0, 1) for b in bits):
         raise ValueError(f"label bits must be 0 or 1, got {list(bits)}")
-    return tuple(name for name, b in zip(vocabulary, bits) if b)
+    return tuple(name for name, b in zip(vocabulary, bits, strict=True) if b)
 
 
 def render_decision(action_bits: Sequence[int], reason_bits: Sequence[int], scene: str = "") -> str:
@@ -224,11 +231,7 @@ def reason_action_conflicts(decision: Decision) -> list[str]:
     or a ``forbids`` reason whose action is present (e.g. ``solid_left_line`` with ``turn_left``)."""
     by_id = {r.id: r for r in REASONS}
     actions = set(decision.actions)
-    return [
-        rid
-        for rid in decision.reasons
-        if (by_id[rid].effect == "requires") != (by_id[rid].action in actions)
-    ]
+    return [rid for rid in decision.reasons if (by_id[rid].effect == "requires") != (by_id[rid].action in actions)]
 
 
 def describe_format() -> str:

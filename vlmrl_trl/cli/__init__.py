@@ -12,7 +12,9 @@ COMMAND_MODULES: tuple[str, ...] = ("score",)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vlmrl-trl", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="vlmrl-trl", description="Fine-tune and evaluate vision-language models on driving decisions."
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name}").register(subparsers)

@@ -1,0 +1,154 @@
+"""The decision format: vocabularies as BDD-OIA defines them, parsing that never raises, bit conversions."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vlmrl_trl.schema import (
+    ACTION_IDS,
+    ACTIONS,
+    REASON_IDS,
+    REASONS,
+    Decision,
+    ParseFailure,
+    decision_json_schema,
+    describe_format,
+    extract_json_object,
+    parse_decision,
+    reason_action_conflicts,
+    render_decision,
+)
+
+
+def test_vocabularies_follow_the_label_files_bit_order(shared_labels_dir):
+    """The README's bit table (not the paper's) is the order; check names and implied actions against it."""
+    readme = (shared_labels_dir / "README.md").read_text()
+    rows = re.findall(r"^\| (\d+) \| ([^|]+) \| ([^|]+) \|$", readme, flags=re.M)
+    assert len(rows) == 21
+    implied = {"forward": ("move_forward", "requires"), "stop": ("stop", "requires")}
+    implied |= {f"can turn {s}": (f"turn_{s}", "requires") for s in ("left", "right")}
+    implied |= {f"cannot turn {s}": (f"turn_{s}", "forbids") for s in ("left", "right")}
+    for (bit, name, implies), reason in zip(rows, REASONS, strict=True):
+        assert int(bit) == reason.bit
+        assert (reason.action, reason.effect) == implied[implies.strip()], name
+        # Each README name shares its key word with our label (e.g. "rider", "solid line on the left").
+        key = name.strip().split(":")[-1].split("(")[0].strip().split("/")[0]
+        assert key.split()[-1] in reason.label, (name, reason.label)
+    assert [a.id for a in ACTIONS] == ["move_forward", "stop", "turn_left", "turn_right"]
+
+
+def test_shipped_json_schema_matches_vocabularies():
+    schema = decision_json_schema()
+    assert schema["properties"]["actions"]["items"]["enum"] == list(ACTION_IDS)
+    assert schema["properties"]["reasons"]["items"]["enum"] == list(REASON_IDS)
+    assert len(set(ACTION_IDS)) == 4 and len(set(REASON_IDS)) == 21
+    assert all(re.fullmatch(r"[a-z]+(_[a-z]+)*", i) for i in ACTION_IDS + REASON_IDS)
+
+
+def test_render_then_parse_round_trips_label_bits():
+    actions, reasons = [1, 0, 0, 1], [0] * 21
+    reasons[0] = reasons[20] = 1
+    text = render_decision(actions, reasons, "A clear road ahead.")
+    assert text == (
+        '{"scene":"A clear road ahead.","actions":["move_forward","turn_right"],'
+        '"reasons":["follow_traffic","solid_right_line"]}'
+    )
+    decision = parse_decision(text)
+    assert isinstance(decision, Decision)
+    assert decision.action_bits() == actions and decision.reason_bits() == reasons
+    assert Decision.from_bits(actions, reasons, "A clear road ahead.") == decision
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '```json\n{"scene": "x", "actions": ["stop"], "reasons": ["red_light"]}\n```',
+        'Sure! Here it is: {"scene": "x", "actions": ["stop"], "reasons": ["red_light"]} Hope it helps.',
+        'noise { not json } then {"scene": "x", "actions": ["stop"], "reasons": ["red_light"]}',
+    ],
+)
+def test_parse_tolerates_fences_and_chatter(text):
+    assert parse_decision(text) == Decision("x", ("stop",), ("red_light",))
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "path"),
+    [
+        ("", "empty", "$"),
+        ("   ", "empty", "$"),
+        ("no braces here", "no_json", "$"),
+        ("[1, 2]", "no_json", "$"),
+        ('{"scene": "x", "actions": [', "invalid_json", "$"),
+        ('{"scene": "x", "actions": ["fly"], "reasons": []}', "unknown_id", "$.actions[0]"),
+        ('{"scene": "x", "actions": [], "reasons": ["red_light", "bogus"]}', "unknown_id", "$.reasons[1]"),
+        ('{"scene": "x", "actions": ["stop", "stop"], "reasons": []}', "schema", "$.actions"),
+        ('{"scene": 3, "actions": [], "reasons": []}', "schema", "$.scene"),
+        ('{"scene": "x", "actions": []}', "schema", "$"),
+        ('{"scene": "x", "actions": [], "reasons": [], "extra": 1}', "schema", "$"),
+    ],
+)
+def test_parse_failures_are_typed_with_json_path(text, kind, path):
+    failure = parse_decision(text)
+    assert isinstance(failure, ParseFailure)
+    assert (failure.kind, failure.path) == (kind, path)
+    assert failure.message
+
+
+def test_missing_field_failure_names_it():
+    failure = parse_decision('{"scene": "x", "actions": []}')
+    assert "reasons" in failure.message
+
+
+def test_extract_reports_text_outside_the_object():
+    found = extract_json_object('```json\n{"a": 1}\n```')
+    assert found.obj == {"a": 1} and found.outside == ""
+    assert extract_json_object('ok {"a": 1} bye').outside == "ok  bye"
+
+
+def test_deeply_nested_input_does_not_raise():
+    assert isinstance(parse_decision("{" + '"a":[' * 100_000), ParseFailure)
+    assert isinstance(parse_decision('{"a":' + "[" * 100_000 + "]" * 100_000 + "}"), ParseFailure)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(), st.binary().map(lambda b: b.decode("utf-8", "replace"))))
+def test_parse_never_raises(text):
+    assert isinstance(parse_decision(text), Decision | ParseFailure)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.sampled_from(ACTION_IDS), unique=True),
+    st.lists(st.sampled_from(REASON_IDS), unique=True),
+    st.text(),
+)
+def test_any_valid_decision_round_trips(actions, reasons, scene):
+    decision = Decision(scene, tuple(actions), tuple(reasons))
+    parsed = parse_decision(decision.to_json())
+    assert isinstance(parsed, Decision)
+    assert set(parsed.actions) == set(actions) and set(parsed.reasons) == set(reasons)
+    assert parsed.scene == scene
+
+
+def test_bit_vectors_of_wrong_length_are_rejected():
+    with pytest.raises(ValueError, match="expected 4 label bits, got 5"):
+        Decision.from_bits([1, 0, 0, 0, 1], [0] * 21)
+    with pytest.raises(ValueError, match="0 or 1"):
+        Decision.from_bits([2, 0, 0, 0], [0] * 21)
+
+
+def test_reason_action_conflicts():
+    ok = Decision("", ("move_forward", "turn_right"), ("road_clear", "solid_left_line", "on_right_turn_lane"))
+    assert reason_action_conflicts(ok) == []
+    bad = Decision("", ("turn_left",), ("solid_left_line", "red_light"))
+    assert reason_action_conflicts(bad) == ["solid_left_line", "red_light"]
+
+
+def test_format_description_names_every_id():
+    text = describe_format()
+    assert all(i in text for i in ACTION_IDS + REASON_IDS)
+    assert all(f'"{field}"' in text for field in ("scene", "actions", "reasons"))
