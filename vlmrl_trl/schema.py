@@ -193,6 +193,11 @@ def validate_decision_obj(obj: Any) -> Decision | ParseFailure:
     return Decision(obj["scene"], tuple(obj["actions"]), tuple(obj["reasons"]))
 
 
+def schema_errors(obj: Any) -> list[jsonschema.ValidationError]:
+    """Every violation of the shipped schema by a decoded JSON value (empty when valid), for graded checks."""
+    return list(_validator().iter_errors(obj))
+
+
 def parse_decision(text: str) -> Decision | ParseFailure:
     """Parse a model output into a :class:`Decision`, or say why it is not one. Never raises."""
     found = extract_json_object(text)

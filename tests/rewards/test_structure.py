@@ -1,0 +1,73 @@
+"""R3 structure-formatting: the graded ladder from any JSON object to the exact decision and nothing else."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vlmrl_trl.rewards.structure import StructureReward
+
+VALID = {"scene": "a wet road, a bus ahead", "actions": ["stop"], "reasons": ["obstacle_car"]}
+
+
+def text(obj: object) -> str:
+    return json.dumps(obj)
+
+
+@pytest.mark.parametrize(
+    ("completion", "expected"),
+    [
+        (text(VALID), 1.0),
+        ("  " + text(VALID) + "\n", 1.0),
+        ("Sure! " + text(VALID), 0.75),
+        ("```json\n" + text(VALID) + "\n```", 0.75),
+        (text(VALID) + text(VALID), 0.75),
+        (text({**VALID, "scene": "", "reasons": []}), (1 + 1 + 1 / 3 + 1) / 4),
+        (text({"scene": "x", "actions": ["stop"]}), (1 + 0 + 2 / 3 + 1) / 4),
+        (text({**VALID, "extra": 1}), (1 + 0 + 1 + 1) / 4),
+        (text({**VALID, "scene": 3}), (1 + 0 + 2 / 3 + 1) / 4),
+        (text({**VALID, "actions": ["stop", "fly"]}), (1 + 0.75 + 1 + 1) / 4),
+        (text({**VALID, "actions": ["stop", "stop"]}), (1 + 0.75 + 1 + 1) / 4),
+        (
+            text({**VALID, "actions": ["stop", "stop", "fly"], "reasons": ["why", "obstacle_car"]}),
+            (1 + 0.25 + 1 + 1) / 4,
+        ),
+        (text({}), (1 + 0 + 0 + 1) / 4),
+        ('{"scene": "a road", "actions": [', 0.0),
+        ("stop because of a car", 0.0),
+        ("[1, 2]", 0.0),
+        ("", 0.0),
+    ],
+)
+def test_graded_credit(completion: str, expected: float):
+    assert StructureReward().score(completion) == pytest.approx(expected)
+
+
+def test_each_level_of_the_ladder_earns_more():
+    reward = StructureReward()
+    ladder = [
+        "nothing",
+        'the answer: {"actions": "stop"}',
+        'the answer: {"scene": "", "actions": [], "reasons": []}',
+        "the answer: " + text(VALID),
+        text(VALID),
+    ]
+    scores = [reward.score(t) for t in ladder]
+    assert scores == sorted(scores) and len(set(scores)) == len(scores)
+
+
+def test_id_penalty_and_weights_are_options():
+    strict = StructureReward(id_penalty=1.0, json_weight=0, complete_weight=0, exclusive_weight=0)
+    assert strict.score(text({**VALID, "actions": ["fly"]})) == 0.0
+    assert strict.score(text(VALID)) == 1.0
+    with pytest.raises(ValueError, match="'id_penalty'"):
+        StructureReward(id_penalty=-1)
+
+
+def test_trl_call_with_conversational_completions_logs_components():
+    logged = {}
+    completions = [[{"role": "assistant", "content": text(VALID)}], [{"role": "assistant", "content": "no"}]]
+    got = StructureReward()(prompts=[None, None], completions=completions, log_metric=logged.__setitem__)
+    assert got == [1.0, 0.0]
+    assert logged["rewards/structure/json"] == 0.5

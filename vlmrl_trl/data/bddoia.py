@@ -1,0 +1,315 @@
+"""Load BDD-OIA (or a synthetic set in its layout) as a lazily decoded ``datasets.Dataset`` of clips.
+
+Layout (``../shared/bddoia-labels/README.md``)::
+
+    root/
+      {split}_25k_images_actions.json   {"images": [{"id", "file_name", ...}], "annotations": [{"id", "category"}]}
+      {split}_25k_images_reasons.json   [{"file_name", "reason": [21 bits]}]
+      {split}_descriptions.json         optional: {clip_id: scene description} (the synthetic generator writes it)
+      data/<file_name>                   the annotated (last) frame of each clip
+      frames/<clip_id>/<i>.jpg           optional: the clip's frames, numbered in time order, the last = annotated
+
+Actions are looked up by image id and reasons by file name, as the official loader does; clips whose action
+row has a 5th ``confuse`` bit set to 1 are dropped (``keep_confuse=True`` keeps them) and only the 4 action
+bits are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import warnings
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import TYPE_CHECKING, Any, Literal
+
+from PIL import Image
+
+from ..schema import NUM_ACTIONS, NUM_REASONS
+
+if TYPE_CHECKING:
+    import datasets
+
+logger = logging.getLogger(__name__)
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+ImageCheck = Literal["decode", "exists"]
+_FRAME_NAME = re.compile(r"^(\d+)\.(jpe?g|png)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One invalid entry: the file it is in, which entry, and what is wrong."""
+
+    kind: str
+    file: Path
+    entry: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.entry}: {self.message}"
+
+
+class BDDOIADataError(ValueError):
+    """Invalid BDD-OIA input; ``issues`` lists every invalid entry found (the message shows the first ones)."""
+
+    def __init__(self, split: str, issues: list[Issue]):
+        self.issues = issues
+        shown = "\n  ".join(str(i) for i in issues[:10])
+        more = f"\n  ... and {len(issues) - 10} more" if len(issues) > 10 else ""
+        super().__init__(
+            f"{len(issues)} invalid entr{'y' if len(issues) == 1 else 'ies'} in BDD-OIA split {split!r} "
+            f"(pass skip_invalid=True to skip them with a warning):\n  {shown}{more}"
+        )
+
+
+def label_files(root: str | Path, split: str) -> tuple[Path, Path]:
+    """Paths of a split's action and reason label files."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    root = Path(root)
+    return root / f"{split}_25k_images_actions.json", root / f"{split}_25k_images_reasons.json"
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise FileNotFoundError(f"BDD-OIA label file not found: {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from err
+
+
+def _bits_problem(bits: Any, lengths: Iterable[int]) -> str | None:
+    lengths = tuple(lengths)
+    if not isinstance(bits, list) or len(bits) not in lengths:
+        got = f"{len(bits)} values" if isinstance(bits, list) else type(bits).__name__
+        return f"expected a list of {' or '.join(map(str, lengths))} label bits, got {got}"
+    if any(b not in (0, 1) or isinstance(b, bool) for b in bits):
+        return f"label bits must be 0 or 1, got {bits}"
+    return None
+
+
+def _unsafe_name(file_name: Any) -> str | None:
+    """Why ``file_name`` cannot name a file inside the data folder, or None when it can."""
+    if not isinstance(file_name, str) or not file_name.strip():
+        return f"file_name must be a non-empty string, got {file_name!r}"
+    posix, windows = PurePosixPath(file_name), PureWindowsPath(file_name)
+    if posix.is_absolute() or windows.is_absolute() or windows.drive:
+        return f"file_name {file_name!r} is an absolute path; it must be relative to the data folder"
+    if ".." in posix.parts or ".." in windows.parts:
+        return f"file_name {file_name!r} escapes the data folder"
+    return None
+
+
+def _image_problem(path: Path, check: ImageCheck) -> str | None:
+    if not path.is_file():
+        return f"image not found: {path}"
+    if check == "exists":
+        return None
+    try:
+        with Image.open(path) as img:
+            img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))  # JPEG: decode at 1/8 scale
+            img.load()
+    except Exception as err:  # PIL raises many types for broken files
+        return f"image cannot be decoded: {path} ({type(err).__name__}: {err})"
+    return None
+
+
+def _clip_frames(frames_root: Path, clip_id: str, num_frames: int, stride: int) -> list[Path] | None:
+    """The last ``num_frames`` frames ``stride`` apart from ``frames/<clip>/``, oldest first; None if absent."""
+    folder = frames_root / clip_id
+    if not folder.is_dir():
+        return None
+    numbered = sorted(
+        (int(m.group(1)), p) for p in folder.iterdir() if (m := _FRAME_NAME.match(p.name)) and p.is_file()
+    )
+    if not numbered:
+        return None
+    picked = numbered[::-1][::stride][:num_frames]
+    return [p for _, p in reversed(picked)]
+
+
+def _read_descriptions(path: Path) -> dict[str, str] | None:
+    if not path.is_file():
+        return None
+    data = _read_json(path)
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise ValueError(f"{path} must map clip ids to description strings")
+    return data
+
+
+def load_bddoia(
+    root: str | Path,
+    split: str,
+    num_frames: int = 4,
+    frame_stride: int = 1,
+    *,
+    keep_confuse: bool = False,
+    skip_invalid: bool = False,
+    check_images: ImageCheck = "decode",
+    data_dir: str | Path | None = None,
+    frames_dir: str | Path | None = None,
+) -> datasets.Dataset:
+    """One split as a ``datasets.Dataset`` of clips, images stored as paths and decoded on access.
+
+    Columns: ``clip_id``, ``file_name``, ``images`` (the clip's frames, oldest first, ``List(Image())``),
+    ``num_frames`` (frames found for the clip: ``num_frames`` when ``frames/<clip>/`` holds enough, fewer when
+    it holds fewer, 1 when it is absent and only ``data/<file_name>`` exists), ``actions`` (4 bits),
+    ``reasons`` (21 bits), ``scene`` (the description or None), and ``confuse`` with ``keep_confuse=True``.
+
+    Invalid entries (missing or undecodable image, label vector of the wrong length, image without labels or
+    labels without image, a file name escaping the data folder) raise :class:`BDDOIADataError` naming each
+    file and entry; with ``skip_invalid=True`` they are skipped and a warning gives the counts.
+    ``check_images="exists"`` only checks that the files exist (fast on large sets; broken JPGs then fail when
+    decoded), ``"decode"`` also decodes each at reduced size.
+    """
+    import datasets
+
+    if num_frames < 1 or frame_stride < 1:
+        raise ValueError(f"num_frames and frame_stride must be >= 1, got {num_frames} and {frame_stride}")
+    if check_images not in ("decode", "exists"):
+        raise ValueError(f"check_images must be 'decode' or 'exists', got {check_images!r}")
+    root = Path(root)
+    actions_path, reasons_path = label_files(root, split)
+    data_root = Path(data_dir) if data_dir is not None else root / "data"
+    frames_root = Path(frames_dir) if frames_dir is not None else root / "frames"
+    actions_json, reasons_json = _read_json(actions_path), _read_json(reasons_path)
+    if not (
+        isinstance(actions_json, dict)
+        and isinstance(actions_json.get("images"), list)
+        and isinstance(actions_json.get("annotations"), list)
+    ):
+        raise ValueError(f"{actions_path} must be an object with an 'images' list and an 'annotations' list")
+    if not isinstance(reasons_json, list):
+        raise ValueError(f"{reasons_path} must be a list of {{'file_name', 'reason'}} objects")
+
+    issues: list[Issue] = []
+    annotations: dict[Any, Any] = {}
+    for pos, ann in enumerate(actions_json["annotations"]):
+        if not isinstance(ann, dict) or "id" not in ann or "category" not in ann:
+            issues.append(Issue("bad_entry", actions_path, f"annotations[{pos}]", "needs 'id' and 'category'"))
+        elif ann["id"] in annotations:
+            issues.append(Issue("duplicate", actions_path, f"annotation id {ann['id']}", "appears twice"))
+        else:
+            annotations[ann["id"]] = ann["category"]
+    reasons: dict[str, Any] = {}
+    for pos, row in enumerate(reasons_json):
+        if not isinstance(row, dict) or not isinstance(row.get("file_name"), str) or "reason" not in row:
+            issues.append(Issue("bad_entry", reasons_path, f"[{pos}]", "needs 'file_name' and 'reason'"))
+        elif row["file_name"] in reasons:
+            issues.append(Issue("duplicate", reasons_path, f"file_name {row['file_name']!r}", "appears twice"))
+        else:
+            reasons[row["file_name"]] = row["reason"]
+    descriptions_path = root / f"{split}_descriptions.json"
+    descriptions = _read_descriptions(descriptions_path)
+
+    rows: dict[str, list] = {k: [] for k in ("clip_id", "file_name", "images", "num_frames", "actions", "reasons")}
+    rows["scene"], rows["confuse"] = [], []
+    seen_ids: set = set()
+    seen_names: set[str] = set()
+    matched_names: set[str] = set()
+    confused = 0
+    for pos, img in enumerate(actions_json["images"]):
+        if not isinstance(img, dict) or "id" not in img or "file_name" not in img:
+            issues.append(Issue("bad_entry", actions_path, f"images[{pos}]", "needs 'id' and 'file_name'"))
+            continue
+        image_id, file_name = img["id"], img["file_name"]
+        entry = f"image id {image_id} ({file_name!r})"
+        seen_ids.add(image_id)
+        if isinstance(file_name, str):
+            matched_names.add(file_name)  # its reason row belongs to this (maybe invalid) image, not an orphan
+        problem = _unsafe_name(file_name)
+        if problem is not None:
+            issues.append(Issue("unsafe_path", actions_path, entry, problem))
+            continue
+        if file_name in seen_names:
+            issues.append(Issue("duplicate", actions_path, entry, "file_name appears twice"))
+            continue
+        seen_names.add(file_name)
+        if image_id not in annotations:
+            issues.append(Issue("missing_label", actions_path, entry, "no annotation has this id"))
+            continue
+        category = annotations[image_id]
+        problem = _bits_problem(category, (NUM_ACTIONS, NUM_ACTIONS + 1))
+        if problem is not None:
+            issues.append(Issue("bad_label", actions_path, f"annotation id {image_id} ({file_name!r})", problem))
+            continue
+        if file_name not in reasons:
+            issues.append(Issue("missing_label", reasons_path, entry, "no reason row has this file_name"))
+            continue
+        problem = _bits_problem(reasons[file_name], (NUM_REASONS,))
+        if problem is not None:
+            issues.append(Issue("bad_label", reasons_path, f"file_name {file_name!r}", problem))
+            continue
+        confuse = len(category) > NUM_ACTIONS and category[NUM_ACTIONS] == 1
+        if confuse and not keep_confuse:
+            confused += 1
+            continue
+        image_path = data_root / file_name
+        problem = _image_problem(image_path, check_images)
+        if problem is not None:
+            issues.append(Issue("bad_image", image_path, entry, problem))
+            continue
+        clip_id = str(PurePosixPath(file_name.replace("\\", "/")).with_suffix(""))
+        frames = _clip_frames(frames_root, clip_id, num_frames, frame_stride) if num_frames > 1 else None
+        if frames:
+            problems = [p for p in (_image_problem(f, check_images) for f in frames) if p is not None]
+            if problems:
+                issues.append(Issue("bad_image", frames_root / clip_id, entry, problems[0]))
+                continue
+        paths = [str(p) for p in frames] if frames else [str(image_path)]
+        rows["clip_id"].append(clip_id)
+        rows["file_name"].append(file_name)
+        rows["images"].append(paths)
+        rows["num_frames"].append(len(paths))
+        rows["actions"].append(list(category[:NUM_ACTIONS]))
+        rows["reasons"].append(list(reasons[file_name]))
+        rows["scene"].append(descriptions.get(clip_id) if descriptions is not None else None)
+        rows["confuse"].append(bool(confuse))
+    for image_id in annotations.keys() - seen_ids:
+        issues.append(Issue("orphan_label", actions_path, f"annotation id {image_id}", "no image has this id"))
+    for file_name in reasons.keys() - matched_names:
+        issues.append(Issue("orphan_label", reasons_path, f"file_name {file_name!r}", "no image has this file_name"))
+
+    total = len(actions_json["images"])
+    if issues:
+        if not skip_invalid:
+            raise BDDOIADataError(split, issues)
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(Counter(i.kind for i in issues).items()))
+        warnings.warn(
+            f"BDD-OIA {split}: {len(issues)} invalid entries skipped ({kinds}); kept {len(rows['clip_id'])} of "
+            f"{total} images. First: {issues[0]}",
+            stacklevel=2,
+        )
+    if confused:
+        logger.info("BDD-OIA %s: dropped %d 'confuse' clips, as the official loader does", split, confused)
+    frame_counts = Counter(rows["num_frames"])
+    short = sum(n for k, n in frame_counts.items() if k < num_frames)
+    if short:
+        warnings.warn(
+            f"BDD-OIA {split}: {short} of {len(rows['clip_id'])} clips have fewer than {num_frames} frames "
+            f"(frames per clip: {dict(sorted(frame_counts.items()))}); see {frames_root}",
+            stacklevel=2,
+        )
+    if descriptions is not None:
+        missing = sum(s is None for s in rows["scene"])
+        if missing:
+            warnings.warn(f"{descriptions_path} has no description for {missing} clips", stacklevel=2)
+    features = {
+        "clip_id": datasets.Value("string"),
+        "file_name": datasets.Value("string"),
+        "images": datasets.List(datasets.Image()),
+        "num_frames": datasets.Value("int32"),
+        "actions": datasets.List(datasets.Value("int8")),
+        "reasons": datasets.List(datasets.Value("int8")),
+        "scene": datasets.Value("string"),
+    }
+    if keep_confuse:
+        features["confuse"] = datasets.Value("bool")
+    else:
+        del rows["confuse"]
+    return datasets.Dataset.from_dict(rows, features=datasets.Features(features), split=split)

@@ -1,0 +1,99 @@
+"""Turn clip datasets into what TRL's trainers read: SFT prompt/completion pairs and RL prompts, with images.
+
+Both keep the ``images`` column (the clip's frames, decoded lazily) and write a conversational prompt with
+one ``{"type": "image"}`` placeholder per frame, which TRL fills with the images
+(``trl.data_utils.prepare_multimodal_messages``) before the processor's chat template renders them.
+Prompt modes:
+
+* ``instruction``: the frames, then a short instruction naming the JSON fields and ids;
+* ``frames_only``: the frames and no text at all (the method's Stage 1: describe the video unprompted).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..schema import describe_format, render_decision
+
+if TYPE_CHECKING:
+    import datasets
+
+PromptMode = Literal["instruction", "frames_only"]
+SFTTarget = Literal["decision", "scene"]
+PROMPT_MODES: tuple[str, ...] = ("instruction", "frames_only")
+INSTRUCTION = (
+    "The images are consecutive dashcam frames, oldest first. Describe the scene and decide what the car may do. "
+    + describe_format()
+)
+
+
+def _check_mode(prompt_mode: str) -> None:
+    if prompt_mode not in PROMPT_MODES:
+        raise ValueError(f"prompt_mode must be one of {PROMPT_MODES}, got {prompt_mode!r}")
+
+
+def build_prompt(num_frames: int, prompt_mode: PromptMode = "instruction") -> list[dict[str, Any]]:
+    """The user turn for a clip of ``num_frames`` frames: image placeholders, then the instruction if any."""
+    _check_mode(prompt_mode)
+    if num_frames < 1:
+        raise ValueError(f"a clip needs at least one frame, got num_frames={num_frames}")
+    content: list[dict[str, Any]] = [{"type": "image"} for _ in range(num_frames)]
+    if prompt_mode == "instruction":
+        content.append({"type": "text", "text": INSTRUCTION})
+    return [{"role": "user", "content": content}]
+
+
+def sft_target(actions: list[int], reasons: list[int], scene: str | None, target: SFTTarget = "decision") -> str:
+    """The text the model learns to write: the decision JSON (scene included) or the scene description alone."""
+    if target == "scene":
+        if not scene:
+            raise ValueError("target='scene' needs a scene description for every clip")
+        return scene
+    if target != "decision":
+        raise ValueError(f"target must be 'decision' or 'scene', got {target!r}")
+    return render_decision(actions, reasons, scene or "")
+
+
+def _require(ds: datasets.Dataset, columns: tuple[str, ...]) -> None:
+    missing = [c for c in columns if c not in ds.column_names]
+    if missing:
+        raise ValueError(f"the dataset lacks columns {missing}; expected a dataset from load_bddoia")
+
+
+def to_sft_dataset(
+    ds: datasets.Dataset, prompt_mode: PromptMode = "instruction", *, target: SFTTarget = "decision"
+) -> datasets.Dataset:
+    """Conversational prompt/completion rows for ``trl.SFTTrainer``: columns ``prompt``, ``completion``,
+    ``images``, ``clip_id``. The completion is ``render_decision`` of the labels with the clip's description as
+    ``scene`` (empty when the data set has none), or the description alone with ``target="scene"``."""
+    _check_mode(prompt_mode)
+    _require(ds, ("clip_id", "images", "num_frames", "actions", "reasons", "scene"))
+
+    def convert(num_frames: int, actions: list[int], reasons: list[int], scene: str | None) -> dict[str, Any]:
+        text = sft_target(actions, reasons, scene, target)
+        return {
+            "prompt": build_prompt(num_frames, prompt_mode),
+            "completion": [{"role": "assistant", "content": [{"type": "text", "text": text}]}],
+        }
+
+    keep = {"prompt", "completion", "images", "clip_id"}
+    return ds.map(
+        convert,
+        input_columns=["num_frames", "actions", "reasons", "scene"],
+        remove_columns=[c for c in ds.column_names if c not in keep],
+        desc="SFT examples",
+    )
+
+
+def to_rl_dataset(ds: datasets.Dataset, prompt_mode: PromptMode = "instruction") -> datasets.Dataset:
+    """Prompt-only rows for ``trl.GRPOTrainer`` (or PPO): ``prompt``, ``images`` and the columns reward
+    functions read (``actions``, ``reasons``, ``scene``, ``clip_id``, ``num_frames``)."""
+    _check_mode(prompt_mode)
+    _require(ds, ("clip_id", "images", "num_frames", "actions", "reasons", "scene"))
+    keep = {"prompt", "images", "actions", "reasons", "scene", "clip_id", "num_frames"}
+    return ds.map(
+        lambda n: {"prompt": build_prompt(n, prompt_mode)},
+        input_columns=["num_frames"],
+        remove_columns=[c for c in ds.column_names if c not in keep],
+        desc="RL prompts",
+    )

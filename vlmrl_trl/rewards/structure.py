@@ -1,0 +1,101 @@
+"""R3, structure-formatting: graded credit for writing the decision as one schema-valid JSON object and nothing else.
+
+For the first JSON object in the completion (``vlmrl_trl.schema.extract_json_object``):
+
+- ``json`` = 1 (a JSON object was found; no object at all scores R3 = 0),
+- ``schema`` = 0 when the shipped JSON Schema reports a structural violation (wrong type, missing or extra
+  field), else max(0, 1 - ``id_penalty`` x (#unknown ids + #duplicate ids)), so 1 exactly when schema-valid,
+- ``complete`` = the fraction of the fields ``scene``, ``actions``, ``reasons`` present and non-empty
+  (a non-blank string, a non-empty list),
+- ``exclusive`` = 1 when the completion is the JSON object and nothing else (surrounding whitespace aside),
+
+and R3 = (w_j json + w_s schema + w_c complete + w_e exclusive) / (w_j + w_s + w_c + w_e), in [0, 1];
+1 only for a complete, schema-valid object with nothing around it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from ..schema import FIELDS, ParseFailure, extract_json_object, schema_errors
+from .base import RewardFunction, check_weight, completion_text
+
+COMPONENTS: tuple[str, ...] = ("json", "schema", "complete", "exclusive")
+ID_VALIDATORS = ("enum", "uniqueItems")  # the schema keywords an unknown or a repeated id violates
+
+
+def bad_id_count(errors: Sequence[Any]) -> int:
+    """Unknown ids (one ``enum`` error each) plus repeats beyond the first (from ``uniqueItems`` errors)."""
+    count = 0
+    for error in errors:
+        if error.validator == "enum":
+            count += 1
+        elif error.validator == "uniqueItems":
+            distinct = {json.dumps(item, sort_keys=True) for item in error.instance}
+            count += len(error.instance) - len(distinct)
+    return count
+
+
+def field_filled(obj: dict[str, Any], name: str) -> bool:
+    """Whether a decision field is present and non-empty."""
+    value = obj.get(name)
+    if name == "scene":
+        return isinstance(value, str) and bool(value.strip())
+    return isinstance(value, list) and bool(value)
+
+
+class StructureReward(RewardFunction):
+    """R3 of each completion; see the module docstring for the formula."""
+
+    name = "structure"
+
+    def __init__(
+        self,
+        *,
+        json_weight: float = 0.25,
+        schema_weight: float = 0.25,
+        complete_weight: float = 0.25,
+        exclusive_weight: float = 0.25,
+        id_penalty: float = 0.25,
+    ) -> None:
+        super().__init__()
+        self.weights = {
+            "json": check_weight("json_weight", json_weight),
+            "schema": check_weight("schema_weight", schema_weight),
+            "complete": check_weight("complete_weight", complete_weight),
+            "exclusive": check_weight("exclusive_weight", exclusive_weight),
+        }
+        if sum(self.weights.values()) <= 0:
+            raise ValueError("options json_weight, schema_weight, complete_weight, exclusive_weight sum to 0")
+        self.id_penalty = check_weight("id_penalty", id_penalty, upper=1.0)
+
+    def components(self, text: str) -> dict[str, float]:
+        """The four terms of R3 for one completion text (all 0 when it holds no JSON object)."""
+        found = extract_json_object(text)
+        if isinstance(found, ParseFailure):
+            return dict.fromkeys(COMPONENTS, 0.0)
+        errors = schema_errors(found.obj)
+        structural = any(e.validator not in ID_VALIDATORS for e in errors)
+        return {
+            "json": 1.0,
+            "schema": 0.0 if structural else max(0.0, 1.0 - self.id_penalty * bad_id_count(errors)),
+            "complete": sum(field_filled(found.obj, name) for name in FIELDS) / len(FIELDS),
+            "exclusive": float(text.strip() == text[found.start : found.end]),
+        }
+
+    def combine(self, components: dict[str, float]) -> float:
+        """The weighted mean of the components, in [0, 1]."""
+        return sum(self.weights[k] * components[k] for k in COMPONENTS) / sum(self.weights.values())
+
+    def score(self, text: str) -> float:
+        """R3 of one completion text."""
+        return self.combine(self.components(text))
+
+    def __call__(
+        self, prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Sequence[Any] | None = None, **kwargs
+    ) -> list[float]:
+        parts = [self.components(completion_text(c)) for c in completions]
+        self.log_components(kwargs, {k: [p[k] for p in parts] for k in COMPONENTS})
+        return [self.combine(p) for p in parts]
