@@ -22,3 +22,11 @@ def shared_labels_dir() -> Path:
     if not (SHARED_LABELS / "train_25k_images_actions.json").is_file():
         pytest.skip(f"{SHARED_LABELS} is absent")
     return SHARED_LABELS
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random SmolVLM-architecture model directory (128 px frames), built once per test session."""
+    from vlmrl_trl.models import build_tiny_vlm
+
+    return build_tiny_vlm(tmp_path_factory.mktemp("tiny-vlm") / "model")

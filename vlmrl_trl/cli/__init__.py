@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 # Modules of this package that add subcommands; heavy imports happen inside each command's handler.
-COMMAND_MODULES: tuple[str, ...] = ("score",)
+COMMAND_MODULES: tuple[str, ...] = ("score", "model", "data", "predict", "clip")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -12,10 +14,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def score_file(predictions: str | Path, out_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Score a predictions file, print the metrics table and write ``metrics.json`` (``score`` and ``eval``)."""
     from ..metrics import format_metrics_table, read_predictions, score_records, write_metrics
 
-    metrics = score_records(read_predictions(args.predictions))
+    records = read_predictions(predictions)
+    metrics = score_records(records)
     print(format_metrics_table(metrics))
-    print(f"\nwrote {write_metrics(metrics, args.out)}")
+    print(f"\nwrote {write_metrics(metrics, out_dir)}")
+    return records, metrics
+
+
+def run(args: argparse.Namespace) -> int:
+    score_file(args.predictions, args.out)
     return 0

@@ -1,0 +1,146 @@
+"""SFT: recipes parse strictly, the loss covers only the answer, and training lowers it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from datasets import Dataset
+from PIL import Image
+from trl import ModelConfig, SFTConfig
+
+from vlmrl_trl.models import EOS_TOKEN
+from vlmrl_trl.sft import SFTScriptArguments, build_trainer, cli, parse_args, to_messages
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RECIPES = sorted((REPO_ROOT / "recipes").glob("*/sft/*.yaml"))
+ANSWERS = (
+    '{"scene":"red light","actions":["stop"],"reasons":["red_light"]}',
+    '{"scene":"clear road","actions":["move_forward"],"reasons":["road_clear"]}',
+)
+
+
+def clips_dataset() -> Dataset:
+    """Two 2-frame clips (red and green frames) and their answers, in the prompt/completion form."""
+    colours = ((220, 30, 30), (30, 200, 60))
+    prompt = [{"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "Decide."}]}]
+    return Dataset.from_dict(
+        {
+            "prompt": [prompt, prompt],
+            "completion": [[{"role": "assistant", "content": [{"type": "text", "text": a}]}] for a in ANSWERS],
+            "images": [[Image.new("RGB", (64, 64), c)] * 2 for c in colours],
+        }
+    )
+
+
+def sft_config(tmp_path: Path, **overrides) -> SFTConfig:
+    settings = {
+        "output_dir": str(tmp_path / "out"),
+        "per_device_train_batch_size": 2,
+        "learning_rate": 3e-3,
+        "max_steps": 8,
+        "logging_steps": 1,
+        "bf16": False,
+        "activation_checkpointing": False,
+        "assistant_only_loss": True,
+        "max_length": None,
+        "save_strategy": "no",
+        "report_to": [],
+        "disable_tqdm": True,
+        "seed": 0,
+    }
+    return SFTConfig(**(settings | overrides))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(REPO_ROOT / "recipes")))
+def test_recipes_parse(recipe: Path) -> None:
+    # bf16 is off here only because the test machine has no GPU.
+    script_args, training_args, model_args = parse_args(["--config", str(recipe), "--bf16", "false"])
+    assert model_args.model_name_or_path
+    assert training_args.assistant_only_loss
+    assert script_args.num_frames >= 1
+
+
+def test_reference_recipes_use_the_reference_setting() -> None:
+    for name in ("smolvlm-256m-instruct", "smolvlm-instruct"):
+        recipe = REPO_ROOT / "recipes" / name / "sft" / "config_bddoia.yaml"
+        _, args, model_args = parse_args(["--config", str(recipe), "--bf16", "false"])
+        assert model_args.model_name_or_path.startswith("HuggingFaceTB/SmolVLM")
+        assert (args.num_train_epochs, args.per_device_train_batch_size, args.gradient_accumulation_steps) == (6, 4, 4)
+        assert args.learning_rate == pytest.approx(1e-4)
+        assert args.lr_scheduler_type == "cosine" and args.warmup_steps > 0
+        assert args.gradient_checkpointing
+
+
+def test_command_line_overrides_the_recipe() -> None:
+    recipe = REPO_ROOT / "recipes" / "tiny" / "sft" / "config_synthetic.yaml"
+    script_args, args, _ = parse_args(["--config", str(recipe), "--learning_rate", "0.5", "--num_frames", "2"])
+    assert args.learning_rate == 0.5 and script_args.num_frames == 2
+
+
+def test_unknown_recipe_key_is_rejected_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("model_name_or_path: some/model\nbf16: false\nlerning_rate: 0.1\n")
+    with pytest.raises(ValueError, match="lerning_rate"):
+        parse_args(["--config", str(recipe)])
+    assert cli(["--config", str(recipe)]) == 2
+    assert "lerning_rate" in capsys.readouterr().err
+
+
+def test_bad_script_argument_is_rejected() -> None:
+    with pytest.raises(ValueError, match="prompt_mode"):
+        SFTScriptArguments(prompt_mode="chatty")
+    with pytest.raises(ValueError, match="num_frames"):
+        SFTScriptArguments(num_frames=0)
+
+
+def test_assistant_only_mask_covers_only_the_answer(tmp_path: Path, tiny_vlm_dir: Path) -> None:
+    trainer = build_trainer(
+        SFTScriptArguments(),
+        sft_config(tmp_path),
+        ModelConfig(model_name_or_path=str(tiny_vlm_dir)),
+        train_dataset=to_messages(clips_dataset()),
+    )
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
+    tokenizer = trainer.processing_class.tokenizer
+    for ids, labels, answer in zip(batch["input_ids"], batch["labels"], ANSWERS, strict=True):
+        trained = labels != -100
+        assert tokenizer.decode(ids[trained]) == f" {answer}{EOS_TOKEN}\n"
+        assert (labels[trained] == ids[trained]).all()
+
+
+@pytest.mark.slow
+def test_a_few_steps_lower_the_loss(tmp_path: Path, tiny_vlm_dir: Path) -> None:
+    trainer = build_trainer(
+        SFTScriptArguments(),
+        sft_config(tmp_path),
+        ModelConfig(model_name_or_path=str(tiny_vlm_dir)),
+        train_dataset=to_messages(clips_dataset()),
+    )
+    trainer.train()
+    losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
+    assert len(losses) == 8
+    assert losses[-1] < 0.7 * losses[0]
+
+
+@pytest.mark.slow
+def test_tiny_recipe_end_to_end_on_generated_clips(tmp_path: Path, tiny_vlm_dir: Path) -> None:
+    from vlmrl_trl.models import load_processor
+
+    out = tmp_path / "sft"
+    argv = [
+        "--config", str(REPO_ROOT / "recipes" / "tiny" / "sft" / "config_synthetic.yaml"),
+        "--model_name_or_path", str(tiny_vlm_dir),
+        "--data_dir", str(tmp_path / "synthetic"),
+        "--synthetic_train_clips", "4",
+        "--synthetic_val_clips", "2",
+        "--synthetic_test_clips", "1",
+        "--num_frames", "2",
+        "--per_device_train_batch_size", "2",
+        "--max_steps", "2",
+        "--output_dir", str(out),
+    ]  # fmt: skip
+    assert cli(argv) == 0
+    assert (tmp_path / "synthetic" / "train_25k_images_actions.json").is_file()
+    assert (out / "model.safetensors").is_file()
+    assert "{% generation %}" in load_processor(str(out)).chat_template

@@ -1,0 +1,138 @@
+"""``vlmrl-trl predict`` (batched generation over a split) and ``vlmrl-trl eval`` (metrics and visual report)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..report import FrameSource
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("predict", help="generate a decision for every clip of a split (predictions.jsonl)")
+    p.add_argument("--model", required=True, help="hub id, model directory or PEFT adapter directory")
+    p.add_argument("--data", required=True, help="root folder of the clips (BDD-OIA layout, or a synthetic set)")
+    p.add_argument("--split", default="test", help="split to predict (default: test)")
+    p.add_argument("--out", required=True, help="folder for predictions.jsonl")
+    p.add_argument("--num-frames", type=int, default=4, help="frames per clip, as in training (default: 4)")
+    p.add_argument("--frame-stride", type=int, default=1, help="step between the frames taken (default: 1)")
+    p.add_argument(
+        "--prompt-mode",
+        choices=("instruction", "frames_only"),
+        default="instruction",
+        help="the prompt the model was trained with (default: instruction)",
+    )
+    p.add_argument("--batch-size", type=int, default=8, help="clips per generate call (default: 8)")
+    p.add_argument("--max-new-tokens", type=int, default=160, help="longest answer, in tokens (default: 160)")
+    p.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (with --do-sample)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (with --do-sample)")
+    p.add_argument("--seed", type=int, default=0, help="random seed for sampling (default: 0)")
+    p.add_argument("--max-samples", type=int, default=None, help="predict only the first N clips of the split")
+    p.add_argument("--dtype", default="auto", help="model dtype: auto, bfloat16, float16 or float32 (default: auto)")
+    p.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from the hub")
+    p.set_defaults(handler=run_predict)
+
+    e = subparsers.add_parser("eval", help="score predictions.jsonl and render an HTML report of sampled clips")
+    e.add_argument("--predictions", required=True, help="predictions.jsonl written by 'vlmrl-trl predict'")
+    e.add_argument("--out", required=True, help="folder for metrics.json, report.html and report/")
+    e.add_argument("--data", default=None, help="where the clips' root folder is now, if it moved since predict")
+    e.add_argument("--report-samples", type=int, default=48, help="clips shown in the report (default: 48)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the clip sample (default: 0)")
+    e.set_defaults(handler=run_eval)
+
+
+def _positive(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..data import load_bddoia
+    from ..predict import PREDICTIONS_FILE, GenerationOptions, load_for_inference, predict_dataset, write_predictions
+
+    for name in ("batch_size", "num_frames", "frame_stride", "max_samples"):
+        _positive(f"--{name.replace('_', '-')}", getattr(args, name))
+    options = GenerationOptions(args.max_new_tokens, args.do_sample, args.temperature, args.top_p)
+    root = Path(args.data)
+    if not root.is_dir():
+        raise FileNotFoundError(f"--data {root}: no such folder")
+    root = root.resolve()  # absolute frame paths in the records: eval may run from elsewhere
+    # Only check that the frames exist: generation decodes them anyway, and --max-samples may use few.
+    clips = load_bddoia(
+        root, args.split, num_frames=args.num_frames, frame_stride=args.frame_stride, check_images="exists"
+    )
+    if args.max_samples is not None:
+        clips = clips.select(range(min(args.max_samples, len(clips))))
+    torch.manual_seed(args.seed)
+    model, processor = load_for_inference(
+        args.model, dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code
+    )
+    source = {"data_root": str(root), "split": args.split}
+    records = predict_dataset(
+        model,
+        processor,
+        clips,
+        prompt_mode=args.prompt_mode,
+        batch_size=args.batch_size,
+        options=options,
+        extra=source,
+    )
+    path = write_predictions(records, Path(args.out) / PREDICTIONS_FILE)
+    print(f"wrote {path} ({len(clips)} clips)")
+    return 0
+
+
+def frame_source(data: str | None, missing: list[str]) -> FrameSource:
+    """Open a record's frames from the paths predict wrote; with ``data``, the clips' root has moved there.
+    Clips whose frames are not all found are appended to ``missing``."""
+    from PIL import Image
+
+    new_root = Path(data) if data is not None else None
+    if new_root is not None and not new_root.is_dir():
+        raise FileNotFoundError(f"--data {new_root}: no such folder")
+
+    def locate(path: str, old_root: str | None) -> Path:
+        if new_root is None or old_root is None:
+            return Path(path)
+        try:
+            return new_root / Path(path).relative_to(old_root)
+        except ValueError:  # a frame outside the clips' root did not move with it
+            return Path(path)
+
+    def frames(rec: Mapping[str, Any]) -> list[Image.Image] | None:
+        paths = rec.get("frames") or []
+        files = [locate(p, rec.get("data_root")) for p in paths if isinstance(p, str)]
+        if not files or len(files) != len(paths) or not all(f.is_file() for f in files):
+            missing.append(str(rec.get("clip_id")))
+            return None
+        images = []
+        for f in files:
+            with Image.open(f) as img:
+                images.append(img.convert("RGB"))
+        return images
+
+    return frames
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from ..report import render_report
+    from .score import score_file
+
+    _positive("--report-samples", args.report_samples)
+    missing: list[str] = []
+    frames = frame_source(args.data, missing)
+    records, metrics = score_file(args.predictions, args.out)
+    path = render_report(records, metrics, args.out, frames=frames, samples=args.report_samples, seed=args.seed)
+    if missing:
+        print(
+            f"frames not found for {len(missing)} reported clips (e.g. {missing[0]}); pass --data ROOT if they moved"
+        )
+    print(f"wrote {path}")
+    return 0

@@ -1,0 +1,232 @@
+"""Supervised fine-tuning of a VLM on labelled clips with TRL's ``SFTTrainer``: the starting policy for RL.
+
+Run with a recipe and optional overrides (every YAML key is a field of the three dataclasses below; an
+unknown key is an error)::
+
+    python -m vlmrl_trl.sft --config recipes/tiny/sft/config_synthetic.yaml
+    accelerate launch -m vlmrl_trl.sft --config recipes/smolvlm-256m-instruct/sft/config_bddoia.yaml \\
+        --learning_rate 5e-5
+
+Each example is a multi-frame user turn (the clip's frames, then the instruction unless ``prompt_mode`` is
+``frames_only``) and the target JSON decision; the loss covers only the answer, via the chat template's
+generation markers (``assistant_only_loss``) or, without them, the completion mask (``completion_only_loss``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from trl import ModelConfig, SFTConfig, TrlParser
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+logger = logging.getLogger(__name__)
+
+SYNTHETIC = "synthetic"
+
+
+@dataclass
+class SFTScriptArguments:
+    """Where the clips come from and how they become prompts."""
+
+    dataset_name: str = field(
+        default=SYNTHETIC,
+        metadata={
+            "help": f"'{SYNTHETIC}' for the embedded synthetic clips (generated into data_dir when absent), "
+            "or the root folder of a BDD-OIA copy."
+        },
+    )
+    data_dir: str = field(
+        default="data/synthetic",
+        metadata={"help": f"Folder of the synthetic clips when dataset_name is '{SYNTHETIC}'."},
+    )
+    dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    dataset_test_split: str = field(
+        default="val", metadata={"help": "Split to evaluate on when eval_strategy is not 'no'."}
+    )
+    num_frames: int = field(default=4, metadata={"help": "Frames per clip fed to the model."})
+    frame_stride: int = field(default=1, metadata={"help": "Step between the clip's frames, in source frames."})
+    prompt_mode: Literal["instruction", "frames_only"] = field(
+        default="instruction",
+        metadata={"help": "'instruction': frames then the task and JSON format; 'frames_only': frames alone."},
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep at most this many train clips."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep at most this many eval clips."})
+    synthetic_train_clips: int = field(
+        default=2000, metadata={"help": "Train clips generated when the synthetic set is absent from data_dir."}
+    )
+    synthetic_val_clips: int = field(default=200, metadata={"help": "Val clips generated with the synthetic set."})
+    synthetic_test_clips: int = field(default=500, metadata={"help": "Test clips generated with the synthetic set."})
+    synthetic_seed: int = field(default=0, metadata={"help": "Seed of the generated synthetic set."})
+    freeze_vision: bool = field(default=False, metadata={"help": "Do not train the vision encoder."})
+    image_splitting: bool = field(
+        default=False,
+        metadata={"help": "Let the processor tile large frames (SmolVLM image mode); off = whole frames."},
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("num_frames", "frame_stride"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.prompt_mode not in ("instruction", "frames_only"):
+            raise ValueError(f"prompt_mode must be 'instruction' or 'frames_only', got {self.prompt_mode!r}")
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 when set, got {value}")
+
+
+def make_parser() -> TrlParser:
+    """The recipe parser: ``--config file.yaml`` plus command-line overrides of the same keys."""
+    return TrlParser((SFTScriptArguments, SFTConfig, ModelConfig))
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[SFTScriptArguments, SFTConfig, ModelConfig]:
+    """Parse a recipe and overrides; unknown keys in the YAML or on the command line raise ``ValueError``."""
+    return make_parser().parse_args_and_config(args=argv, fail_with_unknown_args=True)
+
+
+def ensure_synthetic(script_args: SFTScriptArguments) -> Path:
+    """The synthetic set in ``data_dir``, generated there first if the folder holds none."""
+    from accelerate import PartialState
+
+    from .data.synthetic import INFO_FILE, generate_synthetic
+
+    root = Path(script_args.data_dir)
+    # Under `accelerate launch` the main process generates while the others wait, then all read.
+    with PartialState().main_process_first():
+        if not (root / INFO_FILE).is_file():
+            logger.info("generating the synthetic clips into %s", root)
+            generate_synthetic(
+                root,
+                train=script_args.synthetic_train_clips,
+                val=script_args.synthetic_val_clips,
+                test=script_args.synthetic_test_clips,
+                seed=script_args.synthetic_seed,
+                num_frames=(script_args.num_frames - 1) * script_args.frame_stride + 1,
+            )
+    return root
+
+
+def load_clips(script_args: SFTScriptArguments, split: str) -> Dataset:
+    """The raw clips of one split (columns clip_id, images, actions, reasons, scene)."""
+    from .data import load_bddoia
+
+    if script_args.dataset_name == SYNTHETIC:
+        root = ensure_synthetic(script_args)
+    else:
+        root = Path(script_args.dataset_name)
+        if not root.is_dir():
+            raise FileNotFoundError(
+                f"dataset_name={script_args.dataset_name!r} is neither '{SYNTHETIC}' nor a BDD-OIA folder"
+            )
+    return load_bddoia(root, split, num_frames=script_args.num_frames, frame_stride=script_args.frame_stride)
+
+
+def to_messages(dataset: Dataset) -> Dataset:
+    """Join prompt and completion into one ``messages`` conversation, as ``assistant_only_loss`` needs."""
+
+    def join(prompt: list[dict[str, Any]], completion: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"messages": prompt + completion}
+
+    # Only the text columns are read, so the frames are not decoded and re-encoded.
+    return dataset.map(join, input_columns=["prompt", "completion"], remove_columns=["prompt", "completion"])
+
+
+def build_sft_dataset(
+    script_args: SFTScriptArguments, split: str, *, max_samples: int | None, conversation: bool
+) -> Dataset:
+    """Formatted clips of one split: prompt/completion, or ``messages`` when ``conversation`` is set, plus images."""
+    from .data.formatting import to_sft_dataset
+
+    clips = load_clips(script_args, split)
+    if max_samples is not None:
+        clips = clips.select(range(min(max_samples, len(clips))))
+    dataset = to_sft_dataset(clips, prompt_mode=script_args.prompt_mode)
+    return to_messages(dataset) if conversation else dataset
+
+
+def build_trainer(
+    script_args: SFTScriptArguments,
+    training_args: SFTConfig,
+    model_args: ModelConfig,
+    *,
+    train_dataset: Dataset | None = None,
+    eval_dataset: Dataset | None = None,
+) -> SFTTrainer:
+    """Model, processor, data and an ``SFTTrainer``; datasets default to the ones ``script_args`` names."""
+    from trl import SFTTrainer, get_peft_config
+
+    from .models import load_model, load_processor
+
+    if not model_args.model_name_or_path:
+        raise ValueError("model_name_or_path is required (a hub id or a model folder, e.g. outputs/tiny-vlm)")
+    processor = load_processor(
+        model_args.model_name_or_path,
+        image_splitting=script_args.image_splitting,
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+    )
+    model = load_model(
+        model_args, freeze_vision=script_args.freeze_vision, trust_remote_code=training_args.trust_remote_code
+    )
+    if training_args.gradient_checkpointing:
+        model.config.use_cache = False
+    conversation = training_args.assistant_only_loss
+    if train_dataset is None:
+        train_dataset = build_sft_dataset(
+            script_args,
+            script_args.dataset_train_split,
+            max_samples=script_args.max_train_samples,
+            conversation=conversation,
+        )
+    if eval_dataset is None and training_args.eval_strategy != "no":
+        eval_dataset = build_sft_dataset(
+            script_args,
+            script_args.dataset_test_split,
+            max_samples=script_args.max_eval_samples,
+            conversation=conversation,
+        )
+    return SFTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=processor,
+        peft_config=get_peft_config(model_args),
+    )
+
+
+def main(script_args: SFTScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> SFTTrainer:
+    """Train, then save the model and its processor to ``output_dir``."""
+    trainer = build_trainer(script_args, training_args, model_args)
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model(training_args.output_dir)  # the processor (with its chat template) is saved beside it
+    trainer.accelerator.print(f"saved the fine-tuned model to {training_args.output_dir}")
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    return trainer
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    """``python -m vlmrl_trl.sft``: a bad recipe or option exits 2 with one readable line."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        args = parse_args(argv)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"vlmrl_trl.sft: error: {err}", file=sys.stderr)
+        return 2
+    main(*args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
