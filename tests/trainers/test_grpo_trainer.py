@@ -1,0 +1,409 @@
+"""VLMGRPOTrainer against TRL's GRPOTrainer: same log-probs, gradients and samples, with each clip's vision work once.
+
+Everything runs the tiny random Idefics3 model in fp32 on CPU, on prompts of mixed frame counts (2, 3, 1 and 2).
+"""
+
+from __future__ import annotations
+
+import logging
+import types
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+from PIL import Image
+from transformers import TrainerCallback
+from trl import GRPOConfig, GRPOTrainer, ModelConfig
+
+from vlmrl_trl.data import build_prompt
+from vlmrl_trl.models import load_model, load_processor
+from vlmrl_trl.trainers import VLMGRPOConfig, VLMGRPOTrainer, vision_sharing_fallback
+from vlmrl_trl.trainers.grpo_trainer import (
+    MICRO_BATCH_INDEPENDENT_LOSS_TYPES,
+    clip_grouped_permutation,
+    micro_batch_dependence,
+    permute_rows,
+)
+
+FRAME_COUNTS = (2, 3, 1, 2)
+
+
+def frame(seed: int) -> Image.Image:
+    """A random RGB frame; the same seed gives the same pixels."""
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, size=(40, 56, 3), dtype=np.uint8))
+
+
+@pytest.fixture(scope="module")
+def clips() -> Dataset:
+    """Four RL rows (the `to_rl_dataset` layout: conversational prompt with one image entry per frame + `images`)."""
+    return Dataset.from_list(
+        [
+            {"prompt": build_prompt(count, "frames_only"), "images": [frame(10 * row + i) for i in range(count)]}
+            for row, count in enumerate(FRAME_COUNTS)
+        ]
+    )
+
+
+def completion_length(completions: list, **kwargs: Any) -> list[float]:
+    """Reward: the completion's length in characters (any deterministic reward does)."""
+    return [float(len(completion[0]["content"])) for completion in completions]
+
+
+def fixed_completions(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+    """Stand-in for sampling: the k-th copy of a prompt gets completion k, of 3 to 6 tokens, some ending in EOS."""
+    seen: dict[tuple[int, ...], int] = {}
+    completions = []
+    for ids in prompt_ids:
+        k = seen.setdefault(tuple(ids), 0)
+        seen[tuple(ids)] += 1
+        length = 3 + (sum(ids) + k) % 4
+        tokens = [40 + (sum(ids) * 7 + 13 * k + 5 * j) % 80 for j in range(length)]
+        completions.append(tokens + ([self.eos_token_ids[0]] if k % 2 == 0 else []))
+    return completions, None
+
+
+class GradientRecorder(TrainerCallback):
+    """Keeps the gradients of the trainable parameters at every optimizer step."""
+
+    def __init__(self) -> None:
+        self.steps: list[dict[str, torch.Tensor]] = []
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        self.steps.append(
+            {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}
+        )
+
+
+class FrameCounter:
+    """Counts the frames the vision tower encodes (a forward pre-hook on every vision transformer of the models)."""
+
+    def __init__(self, *models: torch.nn.Module) -> None:
+        self.frames = 0
+        for model in models:
+            for module in model.modules():
+                if type(module).__name__.endswith("VisionTransformer"):
+                    module.register_forward_pre_hook(self._count, with_kwargs=True)
+
+    def _count(self, module, args, kwargs) -> None:
+        pixel_values = kwargs["pixel_values"] if "pixel_values" in kwargs else args[0]
+        self.frames += pixel_values.size(0)
+
+
+def make_trainer(
+    trainer_cls: type[GRPOTrainer],
+    model_dir,
+    dataset: Dataset,
+    output_dir,
+    *,
+    lora: bool = False,
+    fixed: bool = True,
+    callbacks: list | None = None,
+    **overrides: Any,
+) -> GRPOTrainer:
+    """A trainer of `trainer_cls` on the tiny model; `fixed=True` replaces sampling with `fixed_completions`."""
+    settings = dict(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=4,
+        num_generations=2,
+        max_completion_length=6,
+        max_steps=2,
+        optim="sgd",
+        learning_rate=0.05,
+        max_grad_norm=0.0,
+        bf16=False,
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        disable_tqdm=True,
+        seed=0,
+    )
+    settings.update(overrides)
+    config_cls = VLMGRPOConfig if trainer_cls is VLMGRPOTrainer else GRPOConfig
+    peft_config = None
+    if lora:
+        from peft import LoraConfig
+
+        # Adapters on both towers and on the connector, so the vision side is trained through shared features.
+        peft_config = LoraConfig(
+            r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj", "fc1", "proj"]
+        )
+    trainer = trainer_cls(
+        model=load_model(ModelConfig(model_name_or_path=str(model_dir), dtype="float32")),
+        reward_funcs=completion_length,
+        args=config_cls(**settings),
+        train_dataset=dataset,
+        processing_class=load_processor(str(model_dir)),
+        callbacks=callbacks,
+        peft_config=peft_config,
+    )
+    if fixed:
+        trainer._generate_single_turn = types.MethodType(fixed_completions, trainer)
+    return trainer
+
+
+def assert_gradients_close(stock: dict[str, torch.Tensor], shared: dict[str, torch.Tensor]) -> None:
+    """Every parameter's gradient within 1e-5 relative (scale floored at 1e-4 of the total norm, see below)."""
+    assert shared.keys() == stock.keys()
+    total = torch.sqrt(sum(g.pow(2).sum() for g in stock.values()))
+    assert total > 0
+    for name, grad in stock.items():
+        # Key-projection biases have an analytically zero gradient (softmax ignores a shift shared by all keys);
+        # their ~1e-9 values are rounding noise, so a relative error on them alone would mean nothing.
+        scale = torch.maximum(grad.norm(), 1e-4 * total)
+        assert (shared[name] - grad).norm() <= 1e-5 * scale, name
+
+
+def test_log_prob_passes_match_stock_on_fixed_completions(tiny_vlm_dir, clips, tmp_path):
+    # num_iterations > 1 makes TRL compute old-policy log-probs, beta > 0 reference ones.
+    settings = dict(num_iterations=2, beta=0.1, gradient_accumulation_steps=2, num_generations=4)
+    outputs, loss_logps = [], []
+    for trainer_cls in (GRPOTrainer, VLMGRPOTrainer):
+        trainer = make_trainer(trainer_cls, tiny_vlm_dir, clips, tmp_path / trainer_cls.__name__, **settings)
+        trainer.model.train()
+        batch = next(iter(trainer.get_train_dataloader()))
+        output = trainer._generate_and_score_completions(batch)
+        logps, _, _ = trainer._get_per_token_logps_and_entropies(
+            trainer.model,
+            torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1),
+            torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1),
+            output["completion_ids"].size(1),
+            batch_size=3,  # chunks that cut through the groups
+            pixel_values=output["pixel_values"],
+            pixel_attention_mask=output["pixel_attention_mask"],
+            num_images=output["num_images"],
+        )
+        outputs.append(output)
+        loss_logps.append(logps)
+    stock, shared = outputs
+    assert torch.equal(shared["completion_ids"], stock["completion_ids"])
+    assert torch.equal(shared["pixel_values"], stock["pixel_values"])
+    assert torch.equal(shared["pixel_attention_mask"], stock["pixel_attention_mask"])
+    assert shared["num_images"] == stock["num_images"]
+    mask = stock["completion_mask"].bool()
+    for key in ("old_per_token_logps", "ref_per_token_logps"):
+        torch.testing.assert_close(shared[key][mask], stock[key][mask], rtol=0, atol=1e-5)
+    torch.testing.assert_close(loss_logps[1][mask], loss_logps[0][mask], rtol=0, atol=1e-5)
+
+
+TRAINING_SETUPS = {
+    "default": {},
+    # Eight rows of two clips per generation batch, shuffled into micro-batches of four.
+    "grad_accumulation_shuffled": dict(gradient_accumulation_steps=2, num_generations=4),
+    "num_iterations": dict(num_iterations=2, gradient_accumulation_steps=2, num_generations=4),
+    "reference_model": dict(beta=0.1),
+    "lora_reference_adapter_off": dict(lora=True, beta=0.1),
+    "no_gradient_checkpointing": dict(gradient_checkpointing=False),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setup", TRAINING_SETUPS.values(), ids=TRAINING_SETUPS.keys())
+def test_training_gradients_match_stock(tiny_vlm_dir, clips, tmp_path, setup):
+    runs = []
+    for trainer_cls in (GRPOTrainer, VLMGRPOTrainer):
+        recorder = GradientRecorder()
+        trainer = make_trainer(
+            trainer_cls, tiny_vlm_dir, clips, tmp_path / trainer_cls.__name__, callbacks=[recorder], **setup
+        )
+        counter = FrameCounter(trainer.model)
+        trainer.train()
+        runs.append((recorder.steps, counter.frames))
+    (stock_steps, stock_frames), (shared_steps, shared_frames) = runs
+    assert len(shared_steps) == len(stock_steps) == 2
+    for stock, shared in zip(stock_steps, shared_steps, strict=True):
+        assert_gradients_close(stock, shared)
+    assert any("vision_model" in name for name in stock_steps[0])
+    assert shared_frames < stock_frames
+
+
+def record_sampled_training(trainer: GRPOTrainer) -> dict[str, Any]:
+    """Train for real; record completions, frames encoded (in all and in generation) and clips preprocessed."""
+    counter = FrameCounter(trainer.model)
+    image_processor_cls = type(trainer.processing_class.image_processor)
+    record: dict[str, Any] = {"completions": [], "generation_frames": 0, "preprocessed_clips": 0}
+    real_call, real_generate = image_processor_cls.__call__, trainer._generate_single_turn
+    real_rollout = trainer._generate_and_score_completions
+
+    def count_clips(self, images, **kwargs):
+        record["preprocessed_clips"] += len(images)
+        return real_call(self, images, **kwargs)
+
+    def count_generation_frames(*args, **kwargs):
+        before = counter.frames
+        result = real_generate(*args, **kwargs)
+        record["generation_frames"] += counter.frames - before
+        return result
+
+    def keep_completions(inputs):
+        output = real_rollout(inputs)
+        record["completions"].append(output["completion_ids"].tolist())
+        return output
+
+    trainer._generate_single_turn = count_generation_frames
+    trainer._generate_and_score_completions = keep_completions
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(image_processor_cls, "__call__", count_clips)
+        trainer.train()
+    record["frames"] = counter.frames
+    return record
+
+
+@pytest.fixture(scope="module")
+def sampled_runs(tiny_vlm_dir, clips, tmp_path_factory) -> dict[str, dict[str, Any]]:
+    """Both trainers sampling for real (same seed), 2 steps of one generation batch of 2 prompts x 2 completions."""
+    return {
+        trainer_cls.__name__: record_sampled_training(
+            make_trainer(trainer_cls, tiny_vlm_dir, clips, tmp_path_factory.mktemp(trainer_cls.__name__), fixed=False)
+        )
+        for trainer_cls in (GRPOTrainer, VLMGRPOTrainer)
+    }
+
+
+def test_shared_prefill_samples_the_same_completions_as_stock(sampled_runs):
+    stock, shared = sampled_runs["GRPOTrainer"], sampled_runs["VLMGRPOTrainer"]
+    assert len(stock["completions"]) == 2
+    assert shared["completions"] == stock["completions"]
+
+
+def test_vision_tower_encodes_each_clip_once_per_pass(sampled_runs):
+    stock, shared = sampled_runs["GRPOTrainer"], sampled_runs["VLMGRPOTrainer"]
+    num_generations = 2
+    # Generation batches hold two prompts x 2 completions; each micro-batch is a whole generation batch here.
+    assert stock["generation_frames"] == num_generations * shared["generation_frames"] > 0
+    assert stock["frames"] == num_generations * shared["frames"]
+
+
+def test_frames_are_preprocessed_once_per_distinct_prompt(sampled_runs):
+    stock, shared = sampled_runs["GRPOTrainer"], sampled_runs["VLMGRPOTrainer"]
+    # Two generation batches of 2 distinct prompts: TRL preprocesses every row twice (4 rows x 2 calls).
+    assert stock["preprocessed_clips"] == 2 * 4 * 2
+    assert shared["preprocessed_clips"] == 2 * 2
+
+
+def test_use_vllm_falls_back_to_trl_path_and_says_so_once(tiny_vlm_dir, clips, tmp_path, monkeypatch, caplog):
+    class OfflineVLLM:
+        """Stands in for vLLM (not installed here): the trainer only builds it."""
+
+        def __init__(self, **kwargs: Any) -> None:
+            self.kwargs = kwargs
+
+    monkeypatch.setattr("trl.trainer.grpo_trainer.VLLMGeneration", OfflineVLLM)
+    with caplog.at_level(logging.WARNING, logger="vlmrl_trl.trainers.grpo_trainer"):
+        trainer = make_trainer(VLMGRPOTrainer, tiny_vlm_dir, clips, tmp_path, fixed=False, use_vllm=True)
+    messages = [r.getMessage() for r in caplog.records if r.name == "vlmrl_trl.trainers.grpo_trainer"]
+    assert len(messages) == 1 and "use_vllm=True" in messages[0]
+    assert not trainer.share_vision
+    assert "get_image_features" not in vars(trainer.model.model)
+    assert isinstance(trainer.vllm_generation, OfflineVLLM)
+
+
+def test_fallback_reasons_name_the_unsupported_setup(tiny_vlm_dir, tmp_path):
+    processor = load_processor(str(tiny_vlm_dir))
+    model = load_model(ModelConfig(model_name_or_path=str(tiny_vlm_dir), dtype="float32"))
+    settings = dict(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none")
+    config = VLMGRPOConfig(**settings)
+    assert vision_sharing_fallback(config, model, processor) is None
+    assert "use_vllm" in vision_sharing_fallback(VLMGRPOConfig(**settings, use_vllm=True), model, processor)
+    assert "tokenizer" in vision_sharing_fallback(config, model, processor.tokenizer)
+    assert "Linear" in vision_sharing_fallback(config, torch.nn.Linear(2, 2), processor)
+
+
+def test_deduplicate_vision_false_keeps_trl_path(tiny_vlm_dir, clips, tmp_path):
+    trainer = make_trainer(VLMGRPOTrainer, tiny_vlm_dir, clips, tmp_path, deduplicate_vision=False)
+    assert not trainer.share_vision
+    assert "get_image_features" not in vars(trainer.model.model)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss_type", sorted(MICRO_BATCH_INDEPENDENT_LOSS_TYPES))
+def test_clip_grouped_micro_batches_keep_stock_gradients(tiny_vlm_dir, clips, tmp_path, loss_type):
+    # Generation batches of 2 clips x 4 completions, shuffled into 2 micro-batches of 4 rows (one optimizer step).
+    setup = dict(loss_type=loss_type, gradient_accumulation_steps=2, num_generations=4)
+    runs = []
+    for trainer_cls in (GRPOTrainer, VLMGRPOTrainer):
+        recorder = GradientRecorder()
+        trainer = make_trainer(
+            trainer_cls, tiny_vlm_dir, clips, tmp_path / trainer_cls.__name__, callbacks=[recorder], **setup
+        )
+        counter = FrameCounter(trainer.model)
+        trainer.train()
+        runs.append((recorder.steps, counter.frames))
+    assert trainer.group_clips
+    (stock_steps, stock_frames), (shared_steps, shared_frames) = runs
+    assert len(shared_steps) == len(stock_steps) == 2
+    for stock, shared in zip(stock_steps, shared_steps, strict=True):
+        assert_gradients_close(stock, shared)
+    # Completions are fixed, so only the loss pass encodes: each micro-batch holds one clip, encoded once.
+    assert stock_frames == 4 * shared_frames
+
+
+def test_clip_grouped_permutation_keeps_clips_together_and_trl_random_stream():
+    clip_of_row = torch.arange(3).repeat_interleave(4)  # RepeatSampler order: 3 clips x 4 completions
+    batch = {
+        "prompt_ids": torch.ones(12, 5, dtype=torch.long),
+        "prompt_mask": torch.ones(12, 5, dtype=torch.long),
+        "pixel_values": clip_of_row.float().view(12, 1, 1, 1, 1).expand(12, 2, 3, 4, 4),
+        "num_items_in_batch": torch.tensor(30.0),
+        "num_images": [2] * 12,
+    }
+    orders, clip_orders = set(), set()
+    for seed in range(200):
+        torch.manual_seed(seed)
+        permutation = clip_grouped_permutation(batch)
+        after = torch.rand(1)
+        torch.manual_seed(seed)
+        torch.randperm(12)  # what TRL's `shuffle_sequence_dict` draws
+        assert torch.equal(after, torch.rand(1))
+        assert sorted(permutation.tolist()) == list(range(12))
+        clips_in_order = clip_of_row[permutation].view(3, 4)
+        assert (clips_in_order == clips_in_order[:, :1]).all()
+        orders.add(tuple(permutation[:4].tolist()))
+        clip_orders.add(tuple(clips_in_order[:, 0].tolist()))
+    assert len(clip_orders) == 6  # every order of the 3 clips
+    assert len(orders) > 30  # and of the rows within a clip
+    shuffled = permute_rows(batch, permutation)
+    assert torch.equal(shuffled["pixel_values"], batch["pixel_values"][permutation])
+    assert shuffled["num_items_in_batch"] is batch["num_items_in_batch"]
+    assert shuffled["num_images"] == [2] * 12
+
+
+def test_micro_batch_dependence_names_what_grouping_would_change(tmp_path):
+    def dependence(aux_loss_enabled: bool = False, **overrides: Any) -> str | None:
+        config = VLMGRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none", **overrides)
+        return micro_batch_dependence(config, aux_loss_enabled)
+
+    assert dependence() is None  # TRL's defaults: dapo, steps_per_generation = gradient_accumulation_steps
+    assert dependence(gradient_accumulation_steps=4, steps_per_generation=2) is None
+    assert "bnpo" in dependence(loss_type="bnpo")
+    assert "steps_per_generation=4" in dependence(gradient_accumulation_steps=2, steps_per_generation=4)
+    assert "top_entropy_quantile" in dependence(top_entropy_quantile=0.5)
+    assert "entropy bonus" in dependence(entropy_coef=0.01)
+    assert "router" in dependence(aux_loss_enabled=True)
+
+
+@pytest.mark.parametrize(
+    ("setting", "loss_type", "grouped", "log_level"),
+    [
+        (None, "dapo", True, None),
+        (None, "bnpo", False, logging.INFO),
+        (True, "bnpo", True, logging.WARNING),
+        (False, "dapo", False, None),
+    ],
+)
+def test_group_clips_setting_and_loss_type_decide_grouping(
+    tiny_vlm_dir, clips, tmp_path, caplog, setting, loss_type, grouped, log_level
+):
+    with caplog.at_level(logging.INFO, logger="vlmrl_trl.trainers.grpo_trainer"):
+        trainer = make_trainer(
+            VLMGRPOTrainer, tiny_vlm_dir, clips, tmp_path, loss_type=loss_type, group_clips_in_micro_batches=setting
+        )
+    assert trainer.group_clips is grouped
+    records = [r for r in caplog.records if r.name == "vlmrl_trl.trainers.grpo_trainer"]
+    if log_level is None:
+        assert not records
+    else:
+        assert [r.levelno for r in records] == [log_level] and "bnpo" in records[0].getMessage()

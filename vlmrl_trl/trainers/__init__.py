@@ -1,0 +1,38 @@
+"""Trainers: TRL trainers extended for multi-frame vision-language prompts.
+
+Names are imported on first use, so importing one submodule does not pull in TRL's trainers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .grpo_config import VLMGRPOConfig
+    from .grpo_trainer import VLMGRPOTrainer, vision_sharing_fallback
+    from .vision_cache import group_identical_rows, memoized_image_processing, share_image_features
+
+_EXPORTS = {
+    "VLMGRPOConfig": "grpo_config",
+    "VLMGRPOTrainer": "grpo_trainer",
+    "vision_sharing_fallback": "grpo_trainer",
+    "group_identical_rows": "vision_cache",
+    "memoized_image_processing": "vision_cache",
+    "share_image_features": "vision_cache",
+}
+
+__all__ = [
+    "VLMGRPOConfig",
+    "VLMGRPOTrainer",
+    "group_identical_rows",
+    "memoized_image_processing",
+    "share_image_features",
+    "vision_sharing_fallback",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

@@ -1,0 +1,258 @@
+"""`VLMGRPOTrainer`: TRL's GRPO on multi-frame clips, doing each clip's vision work once per group.
+
+TRL's `GRPOTrainer` repeats every prompt once per completion, so each clip is preprocessed twice per row, encoded by
+the vision tower once per completion during generation and again in every log-prob pass (old policy, reference,
+loss). This trainer keeps TRL's algorithm and removes that repetition exactly: see `VLMGRPOConfig.deduplicate_vision`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from accelerate.logging import get_logger
+from torch import nn
+from transformers import ProcessorMixin
+from trl import GRPOConfig, GRPOTrainer
+from trl.extras.profiling import profiling_context
+from trl.models import unwrap_model_for_generation
+from trl.trainer.utils import pad, split_tensor_dict
+
+from .vision_cache import (
+    group_identical_rows,
+    has_supported_vision_backbone,
+    memoized_image_processing,
+    share_image_features,
+)
+
+logger = get_logger(__name__)
+
+# Loss types whose per-micro-batch losses add up to one sum over the rows or tokens of the generation batch, with a
+# normalizer that depends neither on which rows share a micro-batch nor on their token counts. Only "bnpo" divides
+# by a micro-batch's own token count.
+MICRO_BATCH_INDEPENDENT_LOSS_TYPES = frozenset({"grpo", "dr_grpo", "dapo", "cispo", "sapo", "luspo", "vespo"})
+
+
+def vision_sharing_fallback(args: GRPOConfig, model: nn.Module, processing_class: Any) -> str | None:
+    """Why this setup must run TRL's path unchanged, or None when each clip's vision work can be shared."""
+    if args.use_vllm:
+        return "`use_vllm=True`: vLLM generates the completions (with its own prefix caching)"
+    if not isinstance(processing_class, ProcessorMixin):
+        return "the processing class is a tokenizer, so the prompts carry no images"
+    if not has_supported_vision_backbone(model):
+        return f"{type(model).__name__} has no Idefics2, Idefics3 or SmolVLM vision backbone"
+    return None
+
+
+def micro_batch_dependence(args: GRPOConfig, aux_loss_enabled: bool = False) -> str | None:
+    """Why an optimizer step's gradient depends on how its rows are split into micro-batches, or None when it does
+    not, so that shuffling whole clips instead of rows into micro-batches changes nothing but rounding."""
+    if args.loss_type not in MICRO_BATCH_INDEPENDENT_LOSS_TYPES:
+        return f"`loss_type={args.loss_type!r}` normalizes each micro-batch by its own token count"
+    if args.gradient_accumulation_steps % args.steps_per_generation:
+        return (
+            f"`steps_per_generation={args.steps_per_generation}` does not divide `gradient_accumulation_steps="
+            f"{args.gradient_accumulation_steps}`, so a generation batch is split between optimizer steps"
+        )
+    if args.top_entropy_quantile < 1.0:
+        return "`top_entropy_quantile < 1` masks tokens by an entropy quantile taken per micro-batch"
+    if args.entropy_coef != 0.0 or args.use_adaptive_entropy:
+        return "the entropy bonus averages entropy per micro-batch"
+    if aux_loss_enabled:
+        return "the router auxiliary loss is averaged per micro-batch"
+    return None
+
+
+def clip_grouped_permutation(batch: dict[str, Any]) -> torch.Tensor:
+    """A random order of the batch's rows that keeps each clip's rows together, clips and rows within a clip shuffled.
+
+    Draws the one `torch.randperm` TRL's row shuffle draws (so the random stream stays TRL's), then orders the clips
+    by where their first row landed and keeps the drawn order within each clip. Rows belong to the same clip when
+    their prompt tokens and frames are bit-identical.
+    """
+    keys = ("prompt_ids", "prompt_mask", "pixel_values", "pixel_attention_mask")
+    _, clip = group_identical_rows(*(batch[key] for key in keys if isinstance(batch.get(key), torch.Tensor)))
+    clip = clip.cpu()
+    permutation = torch.randperm(clip.numel())
+    shuffled_clip = clip[permutation]
+    first_position = torch.full((int(clip.max()) + 1,), clip.numel(), dtype=torch.long)
+    first_position.scatter_reduce_(0, shuffled_clip, torch.arange(clip.numel()), reduce="amin")
+    return permutation[torch.sort(first_position[shuffled_clip], stable=True).indices]
+
+
+def permute_rows(batch: dict[str, Any], permutation: torch.Tensor) -> dict[str, Any]:
+    """The batch with every per-row value (tensors with a batch dimension, lists) in `permutation` order."""
+
+    def permute(value: Any) -> Any:
+        if value is None or (isinstance(value, torch.Tensor) and value.ndim == 0):
+            return value
+        if isinstance(value, torch.Tensor):
+            return value[permutation.to(value.device)]
+        return [value[i] for i in permutation.tolist()]
+
+    return {key: permute(value) for key, value in batch.items()}
+
+
+class VLMGRPOTrainer(GRPOTrainer):
+    """`GRPOTrainer` that preprocesses, encodes and prefills each distinct clip once instead of once per completion.
+
+    Takes exactly `GRPOTrainer`'s arguments (a `VLMGRPOConfig` as `args` for the `deduplicate_vision` switch) and
+    trains the same way: on fixed completions, log-probs and gradients equal TRL's up to floating-point rounding.
+    Per generation batch it changes three things, each decided on content so shuffled micro-batches, gradient
+    accumulation, `num_iterations > 1`, a reference model, PEFT and gradient checkpointing are all unaffected:
+
+    - frames are preprocessed once per distinct clip (TRL: twice per row);
+    - the completions of a prompt are sampled from one shared prefill, so the vision tower and the prompt's
+      language-model prefill run once per distinct prompt;
+    - in each log-prob pass (old policy, reference, loss) the vision tower encodes each distinct clip of a
+      micro-batch once and its rows share the features, which still carry gradients to the vision tower;
+    - the generation batch is shuffled into micro-batches by whole clips when that leaves the optimizer-step
+      gradients unchanged (`VLMGRPOConfig.group_clips_in_micro_batches`), so the loss pass encodes each clip about
+      once instead of once per micro-batch its rows were scattered to.
+
+    With `use_vllm=True`, or a model outside the Idefics2/Idefics3/SmolVLM family, it runs TRL's path and says so once.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.share_vision = False
+        self.group_clips = False
+        if not getattr(self.args, "deduplicate_vision", True):
+            logger.info("VLMGRPOTrainer: `deduplicate_vision=False`, running TRL's GRPO path.")
+            return
+        reason = vision_sharing_fallback(self.args, self.model, self.processing_class)
+        if reason is not None:
+            logger.warning(f"VLMGRPOTrainer runs TRL's GRPO path without sharing vision work: {reason}.")
+            return
+        self.share_vision = True
+        share_image_features(self.model)
+        if self.ref_model is not None:
+            share_image_features(self.ref_model)
+        self.group_clips = self._decide_clip_grouping()
+
+    def _decide_clip_grouping(self) -> bool:
+        """Whether to shuffle generation batches into micro-batches by clip (`group_clips_in_micro_batches`)."""
+        setting = getattr(self.args, "group_clips_in_micro_batches", None)
+        if setting is False:
+            return False
+        dependence = micro_batch_dependence(self.args, self.aux_loss_enabled)
+        if dependence is None:
+            return True
+        if setting is None:
+            logger.info(f"VLMGRPOTrainer keeps TRL's row shuffle: {dependence}, so grouping clips would change it.")
+            return False
+        logger.warning(
+            "VLMGRPOTrainer groups clips into micro-batches (`group_clips_in_micro_batches=True`) although "
+            f"{dependence}: gradients differ from TRL's row shuffle beyond rounding."
+        )
+        return True
+
+    def _prepare_inputs(self, generation_batch: dict[str, Any]) -> dict[str, Any]:
+        """TRL's buffering of a generation batch into micro-batches, shuffled by clip when `group_clips` is set."""
+        if not (self.group_clips and self.model.training):
+            return super()._prepare_inputs(generation_batch)
+        if self._step % (self.args.steps_per_generation * self.num_iterations) == 0 or self._buffered_inputs is None:
+            batch = self._generate_and_score_completions(generation_batch)
+            batch = permute_rows(batch, clip_grouped_permutation(batch))
+            # Idefics-family pixel values are per-row tensors, so TRL's split by image grid does not apply.
+            self._buffered_inputs = split_tensor_dict(batch, self.args.steps_per_generation)
+        return self._buffered_inputs[self._step % self.args.steps_per_generation]
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        """TRL's rollout, with the processor preprocessing each distinct clip of the batch once."""
+        if not self.share_vision:
+            return super()._generate_and_score_completions(inputs)
+        with memoized_image_processing(self.processing_class):
+            return super()._generate_and_score_completions(inputs)
+
+    def _shares_prefill(self, multimodal_fields: dict[str, Any], has_tool_images: bool) -> bool:
+        """Whether generation can start from a shared prefill: transformers' sampling with a dynamic cache, one
+        sequence per row, and per-row multimodal tensors. Decided by settings only, the same on every process."""
+        config = self.generation_config
+        return (
+            self.share_vision
+            and not self.use_transformers_continuous_batching
+            and not has_tool_images
+            and config.cache_implementation in (None, "dynamic")
+            and config.use_cache
+            and config.num_beams == 1
+            and all(isinstance(value, torch.Tensor) for value in multimodal_fields.values())
+        )
+
+    def _generate_single_turn(
+        self,
+        prompt_ids: list[list[int]],
+        images: list | None,
+        multimodal_fields: dict[str, Any],
+        num_generations: int,
+        has_tool_images: bool = False,
+    ) -> tuple[list[list[int]], list | None]:
+        """Sample every row's completion from one prefill per distinct prompt (TRL's path when it can't share)."""
+        if not self._shares_prefill(multimodal_fields, has_tool_images):
+            return super()._generate_single_turn(
+                prompt_ids, images, multimodal_fields, num_generations, has_tool_images
+            )
+        if min(len(ids) for ids in prompt_ids) < 2:
+            raise ValueError(
+                "VLMGRPOTrainer shares a prefill of all but the last prompt token, so every prompt needs at least 2 "
+                "tokens; set `deduplicate_vision=False` to generate from one-token prompts."
+            )
+
+        rows = [torch.tensor(ids) for ids in prompt_ids]
+        input_ids = pad(
+            rows,
+            padding_value=self._tokenizer.pad_token_id,
+            padding_side="left",
+            pad_to_multiple_of=self.pad_to_multiple_of,
+        )
+        attention_mask = pad(
+            [torch.ones_like(row) for row in rows],
+            padding_value=0,
+            padding_side="left",
+            pad_to_multiple_of=self.pad_to_multiple_of,
+        )
+        if bool((input_ids[:, -1] == self.model.config.image_token_id).any()):
+            raise ValueError(
+                "A prompt ends with an image token, which the shared prefill would leave without its features; end "
+                "prompts with text (`add_generation_prompt`) or set `deduplicate_vision=False`."
+            )
+        # Every process takes this path whatever its rows hold (even all distinct), so processes that gather
+        # parameters per forward (ZeRO-3) run the same forwards.
+        first, inverse = group_identical_rows(input_ids, attention_mask, *multimodal_fields.values())
+
+        # The shared prefill covers every prompt token but the last; `generate` then feeds the last one, so
+        # sampling, logits processors and stopping are exactly transformers' own.
+        prefix_mask = attention_mask[first, :-1]
+        prefill_inputs = self._prepare_input(
+            {
+                "input_ids": input_ids[first, :-1],
+                "attention_mask": prefix_mask,
+                "position_ids": (prefix_mask.cumsum(-1) - 1).masked_fill(prefix_mask == 0, 0),
+                **{name: value[first] for name, value in multimodal_fields.items()},
+            }
+        )
+        generate_inputs = self._prepare_input({"input_ids": input_ids, "attention_mask": attention_mask})
+        with (
+            profiling_context(self, "transformers.generate"),
+            unwrap_model_for_generation(
+                self.model_wrapped,
+                self.accelerator,
+                gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+                generation_kwargs=self.generation_kwargs,
+                gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
+            ) as unwrapped_model,
+            torch.no_grad(),
+            self._dist.summon_full_params(self.model_wrapped, recurse=False),
+        ):
+            prefix_cache = unwrapped_model(**prefill_inputs, use_cache=True, logits_to_keep=1).past_key_values
+            if first.numel() < inverse.numel():
+                prefix_cache.reorder_cache(inverse.to(self.accelerator.device))
+            sequences = unwrapped_model.generate(
+                **generate_inputs, past_key_values=prefix_cache, generation_config=self.generation_config
+            )
+
+        # Each completion ends at (and keeps) its first end-of-sequence token.
+        completions = sequences[:, input_ids.size(1) :].cpu()
+        is_eos = torch.isin(completions, torch.tensor(self.eos_token_ids))
+        lengths = torch.where(is_eos.any(dim=1), is_eos.int().argmax(dim=1) + 1, completions.size(1))
+        return [row[:length].tolist() for row, length in zip(completions, lengths.tolist(), strict=True)], None
