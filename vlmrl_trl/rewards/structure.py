@@ -9,7 +9,9 @@ For the first JSON object in the completion (``vlmrl_trl.schema.extract_json_obj
   (a non-blank string, a non-empty list),
 - ``exclusive`` = 1 when the completion is the JSON object and nothing else (surrounding whitespace aside),
 
-and R3 = (w_j json + w_s schema + w_c complete + w_e exclusive) / (w_j + w_s + w_c + w_e), in [0, 1];
+``complete`` and ``exclusive`` count only for an object with no structural violation (bad ids aside), so the
+credit is a ladder: any object < a schema-valid one < a complete one < a complete one with nothing around it.
+R3 = (w_j json + w_s schema + w_c complete + w_e exclusive) / (w_j + w_s + w_c + w_e), in [0, 1];
 1 only for a complete, schema-valid object with nothing around it.
 """
 
@@ -77,10 +79,11 @@ class StructureReward(RewardFunction):
         if isinstance(found, ParseFailure):
             return dict.fromkeys(COMPONENTS, 0.0)
         errors = schema_errors(found.obj)
-        structural = any(e.validator not in ID_VALIDATORS for e in errors)
+        if any(e.validator not in ID_VALIDATORS for e in errors):  # a structural violation ends the ladder here
+            return {"json": 1.0, "schema": 0.0, "complete": 0.0, "exclusive": 0.0}
         return {
             "json": 1.0,
-            "schema": 0.0 if structural else max(0.0, 1.0 - self.id_penalty * bad_id_count(errors)),
+            "schema": max(0.0, 1.0 - self.id_penalty * bad_id_count(errors)),
             "complete": sum(field_filled(found.obj, name) for name in FIELDS) / len(FIELDS),
             "exclusive": float(text.strip() == text[found.start : found.end]),
         }
