@@ -302,13 +302,13 @@ def sample_scene(rng: np.random.Generator, *, motion: bool = True) -> Scene:
     placed: list[Box] = []  # screen boxes of placed objects in the last frame
 
     # The ego lane holds at most one thing: a vehicle, a rider, or an obstacle (or nothing).
-    ego_what = _pick(rng, ("vehicle", "rider", "obstacle", "none"), (0.58, 0.04, 0.04, 0.34))
+    ego_what = _pick(rng, ("vehicle", "rider", "obstacle", "none"), (0.56, 0.07, 0.06, 0.31))
     turn_left_ok = scene.has_lane(-1) and lines[ego_lane] == "dashed"
     turn_right_ok = scene.has_lane(1) and lines[ego_lane + 1] == "dashed"
     turning = 0
     if ego_what == "vehicle":
         kind, name, color = _vehicle_look(rng)
-        near = rng.random() < 0.2
+        near = rng.random() < 0.17
         braking = not near and rng.random() < 0.2
         if motion and not near and not braking and rng.random() < 0.45:
             turning = _pick(rng, [s for s, ok in ((-1, turn_left_ok), (1, turn_right_ok)) if ok] or [0])
@@ -326,7 +326,7 @@ def sample_scene(rng: np.random.Generator, *, motion: bool = True) -> Scene:
     elif ego_what == "rider":
         rider = Rider(
             0,
-            float(rng.uniform(6.5, 13.0)),
+            float(rng.uniform(6.0, 11.0)),
             float(rng.uniform(-0.6, 0.6)),
             float(rng.uniform(-0.6, 0.6)),
             _pick(rng, ("bicycle", "motorcycle")),
@@ -335,7 +335,7 @@ def sample_scene(rng: np.random.Generator, *, motion: bool = True) -> Scene:
         scene.riders.append(rider)
         placed.append(_rider_box(scene, rider))
     elif ego_what == "obstacle":
-        obstacle = Obstacle(0, float(rng.uniform(6.5, 13.0)), _pick(rng, ("cones", "barrier", "box"), (0.5, 0.3, 0.2)))
+        obstacle = Obstacle(0, float(rng.uniform(6.0, 12.0)), _pick(rng, ("cones", "barrier", "box"), (0.5, 0.3, 0.2)))
         scene.obstacles.append(obstacle)
         placed.append(_obstacle_box(scene, obstacle))
 
@@ -544,7 +544,7 @@ def _obstacle_box(scene: Scene, o: Obstacle) -> Box:
 
 
 def _pedestrian_box(scene: Scene, p: Pedestrian) -> Box:
-    return _box(p.x, p.z, 0.8, 1.8)
+    return _box(p.x, p.z, 0.9, 2.0)
 
 
 # -------------------------------------------------------------------------------------------- rendering
@@ -690,7 +690,7 @@ def _draw_vehicle(draw: ImageDraw.ImageDraw, cam: _Camera, x: float, z: float, v
 
 def _draw_pedestrian(draw: ImageDraw.ImageDraw, cam: _Camera, x: float, z: float, p: Pedestrian, frame: int) -> None:
     bx, by = cam.project(x, z)
-    h = 1.75 * cam.scale(z) * _EXAG
+    h = 1.9 * cam.scale(z) * _EXAG
     lw = max(1, int(0.07 * h))
     moving = p.v_x != 0 or p.v_z != 0
     stride = 0.12 * h if moving and frame % 2 else 0.04 * h
