@@ -5,7 +5,25 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install test lint format
+# Training stages: `make sft RECIPE=recipes/<model>/sft/<config>.yaml ARGS="--key value"`; `CHECKPOINT=DIR` starts an
+# RL stage from another model; `ACCELERATE_CONFIG=recipes/accelerate_configs/zero2.yaml` runs it under accelerate.
+ARGS ?=
+ifdef ACCELERATE_CONFIG
+RUN = $(VENV)/bin/accelerate launch --config_file $(ACCELERATE_CONFIG) -m
+else
+RUN = $(PY) -m
+endif
+FROM_CHECKPOINT = $(if $(CHECKPOINT),--model_name_or_path $(CHECKPOINT))
+
+# The tiny recipes' inputs, built offline: the synthetic clips, the tiny VLM, the CLIP fitted on the clips.
+SYNTH := data/synthetic/synthetic_info.json
+TINY_VLM := outputs/tiny-vlm/config.json
+TINY_CLIP := outputs/tiny-clip/open_clip_config.json
+TINY_SFT := outputs/tiny-vlm-sft/config.json
+# Which of them a recipe needs (none for a hub model).
+tiny_inputs = $(if $(findstring recipes/tiny/,$(RECIPE)),$(1))
+
+.PHONY: install test lint format demo sft grpo-stage2 grpo-stage3 ppo-stage1 tiny-inputs
 
 install: $(STAMP)
 
@@ -25,3 +43,31 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(PY) -m ruff check --fix vlmrl_trl tests benchmarks examples
 	$(PY) -m ruff format vlmrl_trl tests benchmarks examples
+
+$(SYNTH): | $(STAMP)
+	$(VENV)/bin/vlmrl-trl data synth --out data/synthetic --train 2000 --val 200 --test 500
+
+$(TINY_VLM): | $(STAMP)
+	$(VENV)/bin/vlmrl-trl model tiny --out outputs/tiny-vlm
+
+$(TINY_CLIP): | $(SYNTH)
+	$(VENV)/bin/vlmrl-trl clip fit --data data/synthetic --out outputs/tiny-clip
+
+$(TINY_SFT): | $(TINY_VLM) $(SYNTH)
+	$(PY) -m vlmrl_trl.sft --config recipes/tiny/sft/config_synthetic.yaml
+
+sft: RECIPE ?= recipes/tiny/sft/config_synthetic.yaml
+sft: $(STAMP)
+	$(if $(call tiny_inputs,x),$(MAKE) $(TINY_VLM) $(SYNTH))
+	$(RUN) vlmrl_trl.sft --config $(RECIPE) $(ARGS)
+
+grpo-stage2: RECIPE ?= recipes/tiny/grpo/config_stage2.yaml
+grpo-stage3: RECIPE ?= recipes/tiny/grpo/config_stage3.yaml
+grpo-stage2 grpo-stage3: $(STAMP)
+	$(if $(call tiny_inputs,x),$(MAKE) $(if $(CHECKPOINT),,$(TINY_SFT)) $(TINY_CLIP))
+	$(RUN) vlmrl_trl.grpo --config $(RECIPE) $(FROM_CHECKPOINT) $(ARGS)
+
+ppo-stage1: RECIPE ?= recipes/tiny/ppo/config_stage1.yaml
+ppo-stage1: $(STAMP)
+	$(if $(call tiny_inputs,x),$(MAKE) $(TINY_VLM) $(TINY_CLIP))
+	$(RUN) vlmrl_trl.ppo --config $(RECIPE) $(FROM_CHECKPOINT) $(ARGS)
