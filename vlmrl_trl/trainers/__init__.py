@@ -10,7 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .grpo_config import VLMGRPOConfig
+    from .advantages import compute_gae
     from .grpo_trainer import VLMGRPOTrainer, vision_sharing_fallback
+    from .ppo_config import VLMPPOConfig
+    from .ppo_trainer import VLMPPOTrainer
+    from .value_head import ValueHead
     from .vision_cache import group_identical_rows, memoized_image_processing, share_image_features
 
 _EXPORTS = {
@@ -20,11 +24,19 @@ _EXPORTS = {
     "group_identical_rows": "vision_cache",
     "memoized_image_processing": "vision_cache",
     "share_image_features": "vision_cache",
+    "VLMPPOConfig": "ppo_config",
+    "VLMPPOTrainer": "ppo_trainer",
+    "ValueHead": "value_head",
+    "compute_gae": "advantages",
 }
 
 __all__ = [
     "VLMGRPOConfig",
     "VLMGRPOTrainer",
+    "VLMPPOConfig",
+    "VLMPPOTrainer",
+    "ValueHead",
+    "compute_gae",
     "group_identical_rows",
     "memoized_image_processing",
     "share_image_features",
