@@ -1,0 +1,72 @@
+"""Launch helpers: gloo by default for launched CPU processes, clear errors for launches that would not train
+together, and a clean end of the process group."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.distributed as dist
+from accelerate.utils import DistributedType
+from transformers import HfArgumentParser, TrainingArguments
+
+from vlmrl_trl.launch import check_launch, end_distributed, set_launch_defaults
+
+
+def launched_args(distributed_type: DistributedType) -> SimpleNamespace:
+    """Training arguments as far as `check_launch` reads them."""
+    return SimpleNamespace(distributed_state=SimpleNamespace(distributed_type=distributed_type))
+
+
+@pytest.fixture
+def launch_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("WORLD_SIZE", "ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_CPU"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize(
+    ("world_size", "accelerator", "expected"), [("2", False, "gloo"), ("2", True, None), (None, False, None)]
+)
+def test_gloo_is_the_default_only_for_launched_processes_without_accelerator(
+    launch_env: pytest.MonkeyPatch, world_size: str | None, accelerator: bool, expected: str | None
+) -> None:
+    if world_size is not None:
+        launch_env.setenv("WORLD_SIZE", world_size)
+    launch_env.setattr(torch.accelerator, "is_available", lambda: accelerator)
+    parser = HfArgumentParser(TrainingArguments)
+    set_launch_defaults(parser)
+    assert parser.get_default("ddp_backend") == expected
+
+
+def test_a_recipe_still_overrides_the_default_backend(launch_env: pytest.MonkeyPatch) -> None:
+    launch_env.setenv("WORLD_SIZE", "2")
+    launch_env.setattr(torch.accelerator, "is_available", lambda: False)
+    parser = HfArgumentParser(TrainingArguments)
+    set_launch_defaults(parser)
+    namespace, _ = parser.parse_known_args(["--output_dir", "out", "--ddp_backend", "mpi"])
+    assert namespace.ddp_backend == "mpi"
+
+
+def test_processes_that_would_train_alone_are_an_error(launch_env: pytest.MonkeyPatch) -> None:
+    check_launch(launched_args(DistributedType.NO))  # a plain python run
+    launch_env.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="ACCELERATE_USE_CPU=true"):
+        check_launch(launched_args(DistributedType.NO))
+    check_launch(launched_args(DistributedType.MULTI_CPU))
+
+
+def test_deepspeed_turned_off_by_use_cpu_is_an_error(launch_env: pytest.MonkeyPatch) -> None:
+    launch_env.setenv("WORLD_SIZE", "2")
+    launch_env.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    with pytest.raises(ValueError, match="DeepSpeed"):
+        check_launch(launched_args(DistributedType.MULTI_CPU))
+    check_launch(launched_args(DistributedType.DEEPSPEED))
+
+
+def test_end_distributed_closes_the_process_group(tmp_path) -> None:
+    end_distributed()  # nothing to close: no error
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    end_distributed()
+    assert not dist.is_initialized()

@@ -1,0 +1,176 @@
+"""Stages 2 and 3 of the method: GRPO on clips with the decision rewards, using `VLMGRPOTrainer`.
+
+Stage 2 (decide) rewards actions and reasons against the labels (R2, ``action_reasoning``) with a small weight on
+the JSON format (R3, ``structure``); stage 3 (structure) rewards the whole JSON object: R3 + R2 + the scene's CLIP
+alignment (R1, ``clip_alignment``). Each starts from a given checkpoint (the SFT output by default). Run with a
+recipe and optional overrides (every YAML key is a field of the three dataclasses below; an unknown key is an
+error)::
+
+    python -m vlmrl_trl.grpo --config recipes/tiny/grpo/config_stage2.yaml
+    accelerate launch --config_file recipes/accelerate_configs/zero2.yaml -m vlmrl_trl.grpo \\
+        --config recipes/smolvlm-256m-instruct/grpo/config_stage3.yaml --model_name_or_path outputs/my-sft
+
+The final model and its processor are saved to ``output_dir``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from trl import ModelConfig, TrlParser
+
+from .launch import check_launch, end_distributed, set_launch_defaults
+from .sft import SFTScriptArguments, load_clips
+from .trainers.grpo_config import VLMGRPOConfig
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+    from .trainers.grpo_trainer import VLMGRPOTrainer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GRPOScriptArguments(SFTScriptArguments):
+    """The SFT script's data options (same keys, so the recipes read alike) plus the rewards to optimise.
+
+    The weights of the rewards are `VLMGRPOConfig.reward_weights` (TRL's key), one per name in ``reward_funcs``.
+    """
+
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["action_reasoning", "structure"],
+        metadata={"help": "Reward names from vlmrl_trl.rewards (clip_alignment, action_reasoning, structure)."},
+    )
+    reward_kwargs: dict[str, Any] | str | None = field(
+        default=None,
+        metadata={
+            "help": "Options of each reward, by name, e.g. {clip_alignment: {model: 'local-dir:outputs/tiny-clip'}} "
+            "(a JSON string on the command line)."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.reward_kwargs, str):
+            try:
+                self.reward_kwargs = json.loads(self.reward_kwargs)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"reward_kwargs must be a JSON object, got {self.reward_kwargs!r}: {err}") from None
+        if self.reward_kwargs is not None and not isinstance(self.reward_kwargs, dict):
+            raise ValueError(f"reward_kwargs must map reward names to options, got {self.reward_kwargs!r}")
+        if not self.reward_funcs:
+            raise ValueError("reward_funcs must name at least one reward")
+
+
+def make_parser() -> TrlParser:
+    """The recipe parser: ``--config file.yaml`` plus command-line overrides of the same keys (``ddp_backend``
+    defaults to gloo for processes launched on a machine without GPU, see `vlmrl_trl.launch`)."""
+    parser = TrlParser((GRPOScriptArguments, VLMGRPOConfig, ModelConfig))
+    set_launch_defaults(parser)
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[GRPOScriptArguments, VLMGRPOConfig, ModelConfig]:
+    """Parse a recipe and overrides; unknown keys in the YAML or on the command line, reward weights that don't
+    match the rewards, or launched processes that would not train together raise ``ValueError``."""
+    script_args, training_args, model_args = make_parser().parse_args_and_config(
+        args=argv, fail_with_unknown_args=True
+    )
+    weights = training_args.reward_weights
+    if weights is not None and len(weights) != len(script_args.reward_funcs):
+        raise ValueError(
+            f"reward_weights {weights} must give one weight per reward in reward_funcs {script_args.reward_funcs}"
+        )
+    check_launch(training_args)
+    return script_args, training_args, model_args
+
+
+def build_rl_dataset(script_args: GRPOScriptArguments, split: str, *, max_samples: int | None) -> Dataset:
+    """Prompt-only rows of one split (prompt, images and the label columns the rewards read)."""
+    from .data import to_rl_dataset
+
+    clips = load_clips(script_args, split)
+    if max_samples is not None:
+        clips = clips.select(range(min(max_samples, len(clips))))
+    return to_rl_dataset(clips, prompt_mode=script_args.prompt_mode)
+
+
+def build_trainer(
+    script_args: GRPOScriptArguments,
+    training_args: VLMGRPOConfig,
+    model_args: ModelConfig,
+    *,
+    train_dataset: Dataset | None = None,
+    eval_dataset: Dataset | None = None,
+) -> VLMGRPOTrainer:
+    """Model, processor, rewards, data and a `VLMGRPOTrainer`; datasets default to the ones ``script_args`` names."""
+    from trl import get_peft_config
+
+    from .models import load_model, load_processor
+    from .rewards import get_reward_funcs
+    from .trainers.grpo_trainer import VLMGRPOTrainer
+
+    if not model_args.model_name_or_path:
+        raise ValueError("model_name_or_path is required (the checkpoint to start from, e.g. outputs/tiny-vlm-sft)")
+    reward_funcs = get_reward_funcs(script_args.reward_funcs, script_args.reward_kwargs)
+    processor = load_processor(
+        model_args.model_name_or_path,
+        image_splitting=script_args.image_splitting,
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+    )
+    model = load_model(
+        model_args, freeze_vision=script_args.freeze_vision, trust_remote_code=training_args.trust_remote_code
+    )
+    if train_dataset is None:
+        train_dataset = build_rl_dataset(
+            script_args, script_args.dataset_train_split, max_samples=script_args.max_train_samples
+        )
+    if eval_dataset is None and training_args.eval_strategy != "no":
+        eval_dataset = build_rl_dataset(
+            script_args, script_args.dataset_test_split, max_samples=script_args.max_eval_samples
+        )
+    return VLMGRPOTrainer(
+        model=model,
+        reward_funcs=reward_funcs,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=processor,
+        peft_config=get_peft_config(model_args),
+    )
+
+
+def main(script_args: GRPOScriptArguments, training_args: VLMGRPOConfig, model_args: ModelConfig) -> VLMGRPOTrainer:
+    """Train, then save the model and its processor to ``output_dir``."""
+    trainer = build_trainer(script_args, training_args, model_args)
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model(training_args.output_dir)  # the processor (with its chat template) is saved beside it
+    trainer.accelerator.print(f"saved the GRPO-trained model to {training_args.output_dir}")
+    if training_args.push_to_hub:
+        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    return trainer
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    """``python -m vlmrl_trl.grpo``: a bad recipe or option exits 2 with one readable line."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        args = parse_args(argv)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"vlmrl_trl.grpo: error: {err}", file=sys.stderr)
+        return 2
+    main(*args)
+    end_distributed()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,0 +1,60 @@
+"""What a training script needs to run the same under `accelerate launch` on GPUs and on a machine without any.
+
+On CPU, processes launched with a DeepSpeed config get no collective backend from accelerate unless the training
+arguments name one (accelerate then counts one process while DeepSpeed counts all of them, and DeepSpeed's batch
+check fails), and processes launched with the DDP config train alone unless ``ACCELERATE_USE_CPU=true``.
+`set_launch_defaults` makes ``gloo`` the default ``ddp_backend`` there, `check_launch` turns the second case into a
+clear error (as is ``ACCELERATE_USE_CPU=true`` with DeepSpeed, which would silently run plain DDP), and
+`end_distributed` closes the process group at the end of a run.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from accelerate.utils import DistributedType
+from transformers import HfArgumentParser, TrainingArguments
+
+
+def launched_processes() -> int:
+    """How many processes the launcher started (``WORLD_SIZE``; 1 for a plain ``python`` run)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def set_launch_defaults(parser: HfArgumentParser) -> None:
+    """Default ``ddp_backend`` to ``gloo`` for launched processes on a machine without an accelerator (a recipe or
+    the command line still overrides it); elsewhere the default stays the launcher's (NCCL on GPUs)."""
+    if launched_processes() > 1 and not torch.accelerator.is_available():
+        parser.set_defaults(ddp_backend="gloo")
+
+
+def check_launch(args: TrainingArguments) -> None:
+    """Raise ``ValueError`` when launched processes would each train on their own, or when a DeepSpeed launch
+    would silently run without DeepSpeed."""
+    processes = launched_processes()
+    distributed_type = args.distributed_state.distributed_type
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true" and distributed_type not in (
+        DistributedType.DEEPSPEED,
+        DistributedType.NO,
+    ):
+        raise ValueError(
+            f"accelerate launch asked for DeepSpeed, but the processes were set up for {distributed_type.value}: "
+            "ACCELERATE_USE_CPU=true (or use_cpu=True) turns DeepSpeed off; DeepSpeed finds the CPU by itself, so "
+            "unset it"
+        )
+    if processes > 1 and distributed_type == DistributedType.NO:
+        raise ValueError(
+            f"accelerate launch started {processes} processes, but they would not train together: without a GPU, "
+            "plain DDP needs ACCELERATE_USE_CPU=true (ACCELERATE_USE_CPU=true accelerate launch --config_file "
+            "recipes/accelerate_configs/ddp.yaml ...); DeepSpeed configs need no variable"
+        )
+
+
+def end_distributed() -> None:
+    """Wait for every process, then tear the process group down (a clean exit under ``accelerate launch``)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
