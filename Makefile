@@ -71,3 +71,7 @@ ppo-stage1: RECIPE ?= recipes/tiny/ppo/config_stage1.yaml
 ppo-stage1: $(STAMP)
 	$(if $(call tiny_inputs,x),$(MAKE) $(TINY_VLM) $(TINY_CLIP))
 	$(RUN) vlmrl_trl.ppo --config $(RECIPE) $(FROM_CHECKPOINT) $(ARGS)
+
+# The main job on the embedded default: SFT -> predict/eval (+ report) -> GRPO Stage 2 -> PPO Stage 1.
+demo: $(STAMP) $(TINY_VLM) $(SYNTH) $(TINY_CLIP)
+	$(PY) -m vlmrl_trl.demo --out outputs/demo
