@@ -11,10 +11,13 @@ clear error (as is ``ACCELERATE_USE_CPU=true`` with DeepSpeed, which would silen
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import torch
 from accelerate.utils import DistributedType
-from transformers import HfArgumentParser, TrainingArguments
+
+if TYPE_CHECKING:
+    from transformers import HfArgumentParser, TrainingArguments
 
 
 def launched_processes() -> int:
