@@ -83,13 +83,18 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[GRPOScriptArguments, 
     script_args, training_args, model_args = make_parser().parse_args_and_config(
         args=argv, fail_with_unknown_args=True
     )
+    check_reward_weights(script_args, training_args)
+    check_launch(training_args)
+    return script_args, training_args, model_args
+
+
+def check_reward_weights(script_args: GRPOScriptArguments, training_args: VLMGRPOConfig) -> None:
+    """``reward_weights`` must give one weight per reward in ``reward_funcs`` (TRL only checks this later)."""
     weights = training_args.reward_weights
     if weights is not None and len(weights) != len(script_args.reward_funcs):
         raise ValueError(
             f"reward_weights {weights} must give one weight per reward in reward_funcs {script_args.reward_funcs}"
         )
-    check_launch(training_args)
-    return script_args, training_args, model_args
 
 
 def build_rl_dataset(script_args: GRPOScriptArguments, split: str, *, max_samples: int | None) -> Dataset:

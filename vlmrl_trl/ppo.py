@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from trl import ModelConfig, TrlParser
 
-from .grpo import GRPOScriptArguments, build_rl_dataset, end_distributed
+from .grpo import GRPOScriptArguments, build_rl_dataset, check_reward_weights
+from .launch import check_launch, end_distributed, set_launch_defaults
 from .trainers.ppo_config import VLMPPOConfig
 
 if TYPE_CHECKING:
@@ -67,21 +68,21 @@ class PPOScriptArguments(GRPOScriptArguments):
 
 
 def make_parser() -> TrlParser:
-    """The recipe parser: ``--config file.yaml`` plus command-line overrides of the same keys."""
-    return TrlParser((PPOScriptArguments, VLMPPOConfig, ModelConfig))
+    """The recipe parser: ``--config file.yaml`` plus command-line overrides of the same keys (``ddp_backend``
+    defaults to gloo for processes launched on a machine without GPU, see `vlmrl_trl.launch`)."""
+    parser = TrlParser((PPOScriptArguments, VLMPPOConfig, ModelConfig))
+    set_launch_defaults(parser)
+    return parser
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[PPOScriptArguments, VLMPPOConfig, ModelConfig]:
-    """Parse a recipe and overrides; unknown keys in the YAML or on the command line, or reward weights that don't
-    match the rewards, raise ``ValueError``."""
+    """Parse a recipe and overrides; unknown keys in the YAML or on the command line, reward weights that don't
+    match the rewards, or launched processes that would not train together raise ``ValueError``."""
     script_args, training_args, model_args = make_parser().parse_args_and_config(
         args=argv, fail_with_unknown_args=True
     )
-    weights = training_args.reward_weights
-    if weights is not None and len(weights) != len(script_args.reward_funcs):
-        raise ValueError(
-            f"reward_weights {weights} must give one weight per reward in reward_funcs {script_args.reward_funcs}"
-        )
+    check_reward_weights(script_args, training_args)
+    check_launch(training_args)
     return script_args, training_args, model_args
 
 
