@@ -114,8 +114,10 @@ def build_trainer(
     *,
     train_dataset: Dataset | None = None,
     eval_dataset: Dataset | None = None,
+    trainer_cls: type[VLMGRPOTrainer] | None = None,
 ) -> VLMGRPOTrainer:
-    """Model, processor, rewards, data and a `VLMGRPOTrainer`; datasets default to the ones ``script_args`` names."""
+    """Model, processor, rewards, data and a trainer (`VLMGRPOTrainer` unless ``trainer_cls`` names a subclass, as
+    the PPO script does); datasets default to the ones ``script_args`` names."""
     from trl import get_peft_config
 
     from .models import load_model, load_processor
@@ -142,7 +144,7 @@ def build_trainer(
         eval_dataset = build_rl_dataset(
             script_args, script_args.dataset_test_split, max_samples=script_args.max_eval_samples
         )
-    return VLMGRPOTrainer(
+    return (trainer_cls or VLMGRPOTrainer)(
         model=model,
         reward_funcs=reward_funcs,
         args=training_args,

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from trl import ModelConfig, TrlParser
 
+from . import grpo
 from .grpo import GRPOScriptArguments, build_rl_dataset, check_reward_weights
 from .launch import check_launch, end_distributed, set_launch_defaults
 from .trainers.ppo_config import VLMPPOConfig
@@ -94,41 +95,16 @@ def build_trainer(
     train_dataset: Dataset | None = None,
     eval_dataset: Dataset | None = None,
 ) -> VLMPPOTrainer:
-    """Model, processor, rewards, data and a ``VLMPPOTrainer``; datasets default to the ones ``script_args`` names."""
-    from trl import get_peft_config
-
-    from .models import load_model, load_processor
-    from .rewards import get_reward_funcs
+    """Model, processor, rewards, data and a ``VLMPPOTrainer`` (as the GRPO script builds them)."""
     from .trainers.ppo_trainer import VLMPPOTrainer
 
-    if not model_args.model_name_or_path:
-        raise ValueError("model_name_or_path is required (a hub id or a model folder, e.g. outputs/tiny-vlm)")
-    processor = load_processor(
-        model_args.model_name_or_path,
-        image_splitting=script_args.image_splitting,
-        revision=model_args.model_revision,
-        trust_remote_code=training_args.trust_remote_code,
-    )
-    model = load_model(
-        model_args, freeze_vision=script_args.freeze_vision, trust_remote_code=training_args.trust_remote_code
-    )
-    reward_funcs = get_reward_funcs(script_args.reward_funcs, script_args.reward_kwargs)
-    if train_dataset is None:
-        train_dataset = build_rl_dataset(
-            script_args, script_args.dataset_train_split, max_samples=script_args.max_train_samples
-        )
-    if eval_dataset is None and training_args.eval_strategy != "no":
-        eval_dataset = build_rl_dataset(
-            script_args, script_args.dataset_test_split, max_samples=script_args.max_eval_samples
-        )
-    return VLMPPOTrainer(
-        model=model,
-        reward_funcs=reward_funcs,
-        args=training_args,
+    return grpo.build_trainer(
+        script_args,
+        training_args,
+        model_args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
-        processing_class=processor,
-        peft_config=get_peft_config(model_args),
+        trainer_cls=VLMPPOTrainer,
     )
 
 
