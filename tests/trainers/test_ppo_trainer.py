@@ -139,7 +139,7 @@ def test_value_loss_falls_on_a_fixed_batch(make_trainer, clips, critic_only):
     optimizer = trainer.create_optimizer()
     trainer.current_gradient_accumulation_steps = 1
     losses = []
-    for _ in range(20):
+    for _ in range(40):
         trainer.compute_loss(trainer.model, batch).backward()
         optimizer.step()
         optimizer.zero_grad()
