@@ -9,8 +9,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .grpo_config import VLMGRPOConfig
     from .advantages import compute_gae
+    from .grpo_config import VLMGRPOConfig
     from .grpo_trainer import VLMGRPOTrainer, vision_sharing_fallback
     from .ppo_config import VLMPPOConfig
     from .ppo_trainer import VLMPPOTrainer
