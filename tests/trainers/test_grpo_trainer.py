@@ -318,11 +318,18 @@ def test_deduplicate_vision_false_keeps_trl_path(tiny_vlm_dir, clips, tmp_path):
     assert "get_image_features" not in vars(trainer.model.model)
 
 
+GROUPING_SETUPS = {
+    **{loss_type: dict(loss_type=loss_type) for loss_type in sorted(MICRO_BATCH_INDEPENDENT_LOSS_TYPES)},
+    # Two generation batches per optimizer step (gradient_accumulation_steps a multiple of steps_per_generation).
+    "two_generation_batches_per_step": dict(gradient_accumulation_steps=4, steps_per_generation=2),
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("loss_type", sorted(MICRO_BATCH_INDEPENDENT_LOSS_TYPES))
-def test_clip_grouped_micro_batches_keep_stock_gradients(tiny_vlm_dir, clips, tmp_path, loss_type):
-    # Generation batches of 2 clips x 4 completions, shuffled into 2 micro-batches of 4 rows (one optimizer step).
-    setup = dict(loss_type=loss_type, gradient_accumulation_steps=2, num_generations=4)
+@pytest.mark.parametrize("setup", GROUPING_SETUPS.values(), ids=GROUPING_SETUPS.keys())
+def test_clip_grouped_micro_batches_keep_stock_gradients(tiny_vlm_dir, clips, tmp_path, setup):
+    # Generation batches of 2 clips x 4 completions, shuffled into 2 micro-batches of 4 rows.
+    setup = dict(gradient_accumulation_steps=2, num_generations=4) | setup
     runs = []
     for trainer_cls in (GRPOTrainer, VLMGRPOTrainer):
         recorder = GradientRecorder()
