@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from trl import ModelConfig, SFTConfig, TrlParser
 
+from .launch import check_launch, end_distributed, set_launch_defaults
+
 if TYPE_CHECKING:
     from datasets import Dataset
     from trl import SFTTrainer
@@ -85,13 +87,21 @@ class SFTScriptArguments:
 
 
 def make_parser() -> TrlParser:
-    """The recipe parser: ``--config file.yaml`` plus command-line overrides of the same keys."""
-    return TrlParser((SFTScriptArguments, SFTConfig, ModelConfig))
+    """The recipe parser: ``--config file.yaml`` plus command-line overrides of the same keys (``ddp_backend``
+    defaults to gloo for processes launched on a machine without GPU, see `vlmrl_trl.launch`)."""
+    parser = TrlParser((SFTScriptArguments, SFTConfig, ModelConfig))
+    set_launch_defaults(parser)
+    return parser
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[SFTScriptArguments, SFTConfig, ModelConfig]:
-    """Parse a recipe and overrides; unknown keys in the YAML or on the command line raise ``ValueError``."""
-    return make_parser().parse_args_and_config(args=argv, fail_with_unknown_args=True)
+    """Parse a recipe and overrides; unknown keys in the YAML or on the command line, or launched processes that
+    would not train together, raise ``ValueError``."""
+    script_args, training_args, model_args = make_parser().parse_args_and_config(
+        args=argv, fail_with_unknown_args=True
+    )
+    check_launch(training_args)
+    return script_args, training_args, model_args
 
 
 def ensure_synthetic(script_args: SFTScriptArguments) -> Path:
@@ -225,6 +235,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
         print(f"vlmrl_trl.sft: error: {err}", file=sys.stderr)
         return 2
     main(*args)
+    end_distributed()
     return 0
 
 
