@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from trl import ModelConfig, TrlParser
 
-from .launch import check_launch, end_distributed, set_launch_defaults
+from .launch import check_launch, run_script, set_launch_defaults
 from .sft import SFTScriptArguments, load_clips
 from .trainers.grpo_config import VLMGRPOConfig
 
@@ -168,15 +167,7 @@ def main(script_args: GRPOScriptArguments, training_args: VLMGRPOConfig, model_a
 
 def cli(argv: Sequence[str] | None = None) -> int:
     """``python -m vlmrl_trl.grpo``: a bad recipe or option exits 2 with one readable line."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        args = parse_args(argv)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"vlmrl_trl.grpo: error: {err}", file=sys.stderr)
-        return 2
-    main(*args)
-    end_distributed()
-    return 0
+    return run_script("vlmrl_trl.grpo", parse_args, main, argv)
 
 
 if __name__ == "__main__":

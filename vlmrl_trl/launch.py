@@ -11,7 +11,9 @@ clear error (as is ``ACCELERATE_USE_CPU=true`` with DeepSpeed, which would silen
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from accelerate.utils import DistributedType
@@ -61,3 +63,22 @@ def end_distributed() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def run_script(
+    name: str,
+    parse_args: Callable[[Sequence[str] | None], tuple],
+    main: Callable[..., Any],
+    argv: Sequence[str] | None = None,
+) -> int:
+    """The stage scripts' entry point: parse, train, close the process group; a bad recipe or option exits 2
+    with one readable line naming the script."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        args = parse_args(argv)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"{name}: error: {err}", file=sys.stderr)
+        return 2
+    main(*args)
+    end_distributed()
+    return 0

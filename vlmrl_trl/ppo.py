@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from trl import ModelConfig, TrlParser
 
 from . import grpo
 from .grpo import GRPOScriptArguments, build_rl_dataset, check_reward_weights
-from .launch import check_launch, end_distributed, set_launch_defaults
+from .launch import check_launch, run_script, set_launch_defaults
 from .trainers.ppo_config import VLMPPOConfig
 
 if TYPE_CHECKING:
@@ -173,15 +172,7 @@ def main(script_args: PPOScriptArguments, training_args: VLMPPOConfig, model_arg
 
 def cli(argv: Sequence[str] | None = None) -> int:
     """``python -m vlmrl_trl.ppo``: a bad recipe or option exits 2 with one readable line."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        args = parse_args(argv)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"vlmrl_trl.ppo: error: {err}", file=sys.stderr)
-        return 2
-    main(*args)
-    end_distributed()
-    return 0
+    return run_script("vlmrl_trl.ppo", parse_args, main, argv)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ generation markers (``assistant_only_loss``) or, without them, the completion ma
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from trl import ModelConfig, SFTConfig, TrlParser
 
-from .launch import check_launch, end_distributed, set_launch_defaults
+from .launch import check_launch, run_script, set_launch_defaults
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -228,15 +227,7 @@ def main(script_args: SFTScriptArguments, training_args: SFTConfig, model_args: 
 
 def cli(argv: Sequence[str] | None = None) -> int:
     """``python -m vlmrl_trl.sft``: a bad recipe or option exits 2 with one readable line."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        args = parse_args(argv)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"vlmrl_trl.sft: error: {err}", file=sys.stderr)
-        return 2
-    main(*args)
-    end_distributed()
-    return 0
+    return run_script("vlmrl_trl.sft", parse_args, main, argv)
 
 
 if __name__ == "__main__":
