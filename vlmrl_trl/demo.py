@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import subprocess
 import sys
@@ -47,8 +48,8 @@ def predict_and_eval(model: Path, data: Path, out: Path, args: argparse.Namespac
     return json.loads((out / "metrics.json").read_text())
 
 
-def mean_r2(predictions: Path) -> float:
-    """Mean R2 (the action-reasoning reward GRPO Stage 2 optimises) of the greedy predictions in a file."""
+def r2_by_clip(predictions: Path) -> dict[str, float]:
+    """R2 (the action-reasoning reward GRPO Stage 2 optimises) of each greedy prediction in a file, by clip id."""
     from .metrics import read_predictions
     from .rewards import build_reward
 
@@ -60,7 +61,25 @@ def mean_r2(predictions: Path) -> float:
         actions=[r["actions"] for r in records],
         reasons=[r["reasons"] for r in records],
     )
-    return sum(scores) / len(scores)
+    return {r["clip_id"]: float(score) for r, score in zip(records, scores, strict=True)}
+
+
+def paired_change(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Mean R2 before and after and the mean per-clip change with its standard error, over the same clips: a gain
+    smaller than about two standard errors is noise."""
+    if before.keys() != after.keys() or len(before) < 2:
+        raise ValueError("before/after predictions must cover the same clips, at least two")
+    diffs = [after[clip] - before[clip] for clip in before]
+    n = len(diffs)
+    mean = sum(diffs) / n
+    variance = sum((d - mean) ** 2 for d in diffs) / (n - 1)
+    return {
+        "before": sum(before.values()) / n,
+        "after": sum(after.values()) / n,
+        "change": mean,
+        "std_error": math.sqrt(variance / n),
+        "clips": n,
+    }
 
 
 def headline(metrics: dict[str, Any]) -> dict[str, float]:
@@ -97,9 +116,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             timings, "grpo_stage2",
         )  # fmt: skip
         grpo_metrics = predict_and_eval(grpo_dir, args.data, grpo_dir / "eval", args, timings, "grpo_eval")
+        r2 = paired_change(r2_by_clip(out / "predictions.jsonl"), r2_by_clip(grpo_dir / "eval" / "predictions.jsonl"))
         summary["grpo_stage2"] = {
-            "before": {**headline(sft_metrics), "mean_r2": mean_r2(out / "predictions.jsonl")},
-            "after": {**headline(grpo_metrics), "mean_r2": mean_r2(grpo_dir / "eval" / "predictions.jsonl")},
+            "before": {**headline(sft_metrics), "mean_r2": r2["before"]},
+            "after": {**headline(grpo_metrics), "mean_r2": r2["after"]},
+            "r2_change": r2,
         }
         ppo_dir = out / "ppo-stage1"
         run(
@@ -122,6 +143,11 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
         print(f"\nGRPO Stage 2 (reward R2){'':14}before    after")
         for key in ("mean_r2", "action_f1_all", "reason_f1_all", "reason_mf1", "json_validity"):
             print(f"  {key:36}{before[key]:8.3f} {after[key]:8.3f}")
+        change = summary["grpo_stage2"]["r2_change"]
+        print(
+            f"  mean R2 change per clip {change['change']:+.3f} +- {change['std_error']:.3f} "
+            f"(paired standard error, {change['clips']} clips)"
+        )
     if "ppo_stage1" in summary:
         r1 = summary["ppo_stage1"]
         before, after, clips = r1["before"]["mean_r1"], r1["after"]["mean_r1"], r1["after"]["clips"]
