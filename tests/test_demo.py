@@ -23,9 +23,12 @@ def test_paired_change_by_hand():
     assert change["clips"] == 3
 
 
-@pytest.mark.parametrize("after", [{"a": 1.0, "x": 1.0}, {"a": 1.0}])
-def test_paired_change_needs_the_same_clips(after):
-    before = {"a": 0.0, "b": 0.0} if len(after) == 2 else {"a": 0.0}
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [({"a": 0.0, "b": 0.0}, {"a": 1.0, "x": 1.0}), ({"a": 0.0}, {"a": 1.0})],
+    ids=["different clips", "one clip"],
+)
+def test_paired_change_needs_the_same_clips(before, after):
     with pytest.raises(ValueError, match="same clips"):
         paired_change(before, after)
 

@@ -65,8 +65,8 @@ def r2_by_clip(predictions: Path) -> dict[str, float]:
 
 
 def paired_change(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    """Mean R2 before and after and the mean per-clip change with its standard error, over the same clips: a gain
-    smaller than about two standard errors is noise."""
+    """The mean per-clip score before and after, and the mean change with its standard error over the same clips:
+    a gain smaller than about two standard errors is noise."""
     if before.keys() != after.keys() or len(before) < 2:
         raise ValueError("before/after predictions must cover the same clips, at least two")
     diffs = [after[clip] - before[clip] for clip in before]
