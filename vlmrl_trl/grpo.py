@@ -22,9 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from trl import ModelConfig, TrlParser
+from trl import ModelConfig
 
-from .launch import check_launch, run_script, set_launch_defaults
+from .launch import parse_recipe, run_script
 from .sft import SFTScriptArguments, load_clips
 from .trainers.grpo_config import VLMGRPOConfig
 
@@ -68,22 +68,11 @@ class GRPOScriptArguments(SFTScriptArguments):
             raise ValueError("reward_funcs must name at least one reward")
 
 
-def make_parser() -> TrlParser:
-    """The recipe parser: ``--config file.yaml`` plus command-line overrides of the same keys (``ddp_backend``
-    defaults to gloo for processes launched on a machine without GPU, see `vlmrl_trl.launch`)."""
-    parser = TrlParser((GRPOScriptArguments, VLMGRPOConfig, ModelConfig))
-    set_launch_defaults(parser)
-    return parser
-
-
 def parse_args(argv: Sequence[str] | None = None) -> tuple[GRPOScriptArguments, VLMGRPOConfig, ModelConfig]:
-    """Parse a recipe and overrides; unknown keys in the YAML or on the command line, reward weights that don't
-    match the rewards, or launched processes that would not train together raise ``ValueError``."""
-    script_args, training_args, model_args = make_parser().parse_args_and_config(
-        args=argv, fail_with_unknown_args=True
-    )
+    """Parse a recipe and overrides (`vlmrl_trl.launch.parse_recipe`); unknown keys, launched processes that would
+    not train together, or reward weights that don't match the rewards raise ``ValueError``."""
+    script_args, training_args, model_args = parse_recipe((GRPOScriptArguments, VLMGRPOConfig, ModelConfig), argv)
     check_reward_weights(script_args, training_args)
-    check_launch(training_args)
     return script_args, training_args, model_args
 
 

@@ -5,7 +5,8 @@ arguments name one (accelerate then counts one process while DeepSpeed counts al
 check fails), and processes launched with the DDP config train alone unless ``ACCELERATE_USE_CPU=true``.
 `set_launch_defaults` makes ``gloo`` the default ``ddp_backend`` there, `check_launch` turns the second case into a
 clear error (as is ``ACCELERATE_USE_CPU=true`` with DeepSpeed, which would silently run plain DDP), and
-`end_distributed` closes the process group at the end of a run.
+`end_distributed` closes the process group at the end of a run. `parse_recipe` (the stage scripts' argument parsing)
+applies the first two, and `run_script` (their entry point) the last.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from accelerate.utils import DistributedType
+from trl import TrlParser
 
 if TYPE_CHECKING:
     from transformers import HfArgumentParser, TrainingArguments
@@ -54,6 +56,18 @@ def check_launch(args: TrainingArguments) -> None:
             "plain DDP needs ACCELERATE_USE_CPU=true (ACCELERATE_USE_CPU=true accelerate launch --config_file "
             "recipes/accelerate_configs/ddp.yaml ...); DeepSpeed configs need no variable"
         )
+
+
+def parse_recipe(dataclass_types: tuple[type, ...], argv: Sequence[str] | None = None) -> tuple:
+    """A stage script's arguments: ``--config recipe.yaml`` plus command-line overrides of the same keys, parsed by
+    ``TrlParser`` into ``dataclass_types`` (script arguments, training arguments, ``ModelConfig``). ``ddp_backend``
+    defaults to gloo for launched processes without GPU; unknown keys in the YAML or on the command line, or launched
+    processes that would not train together, raise ``ValueError``."""
+    parser = TrlParser(dataclass_types)
+    set_launch_defaults(parser)
+    parsed = parser.parse_args_and_config(args=argv, fail_with_unknown_args=True)
+    check_launch(parsed[1])
+    return tuple(parsed)
 
 
 def end_distributed() -> None:

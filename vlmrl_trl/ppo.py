@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from trl import ModelConfig, TrlParser
+from trl import ModelConfig
 
 from . import grpo
 from .grpo import GRPOScriptArguments, build_rl_dataset, check_reward_weights
-from .launch import check_launch, run_script, set_launch_defaults
+from .launch import parse_recipe, run_script
 from .trainers.ppo_config import VLMPPOConfig
 
 if TYPE_CHECKING:
@@ -67,22 +67,11 @@ class PPOScriptArguments(GRPOScriptArguments):
             raise ValueError(f"r1_eval_samples must be >= 0, got {self.r1_eval_samples}")
 
 
-def make_parser() -> TrlParser:
-    """The recipe parser: ``--config file.yaml`` plus command-line overrides of the same keys (``ddp_backend``
-    defaults to gloo for processes launched on a machine without GPU, see `vlmrl_trl.launch`)."""
-    parser = TrlParser((PPOScriptArguments, VLMPPOConfig, ModelConfig))
-    set_launch_defaults(parser)
-    return parser
-
-
 def parse_args(argv: Sequence[str] | None = None) -> tuple[PPOScriptArguments, VLMPPOConfig, ModelConfig]:
-    """Parse a recipe and overrides; unknown keys in the YAML or on the command line, reward weights that don't
-    match the rewards, or launched processes that would not train together raise ``ValueError``."""
-    script_args, training_args, model_args = make_parser().parse_args_and_config(
-        args=argv, fail_with_unknown_args=True
-    )
+    """Parse a recipe and overrides (`vlmrl_trl.launch.parse_recipe`); unknown keys, launched processes that would
+    not train together, or reward weights that don't match the rewards raise ``ValueError``."""
+    script_args, training_args, model_args = parse_recipe((PPOScriptArguments, VLMPPOConfig, ModelConfig), argv)
     check_reward_weights(script_args, training_args)
-    check_launch(training_args)
     return script_args, training_args, model_args
 
 

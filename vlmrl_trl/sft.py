@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from trl import ModelConfig, SFTConfig, TrlParser
+from trl import ModelConfig, SFTConfig
 
-from .launch import check_launch, run_script, set_launch_defaults
+from .launch import parse_recipe, run_script
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -85,21 +85,10 @@ class SFTScriptArguments:
                 raise ValueError(f"{name} must be >= 1 when set, got {value}")
 
 
-def make_parser() -> TrlParser:
-    """The recipe parser: ``--config file.yaml`` plus command-line overrides of the same keys (``ddp_backend``
-    defaults to gloo for processes launched on a machine without GPU, see `vlmrl_trl.launch`)."""
-    parser = TrlParser((SFTScriptArguments, SFTConfig, ModelConfig))
-    set_launch_defaults(parser)
-    return parser
-
-
 def parse_args(argv: Sequence[str] | None = None) -> tuple[SFTScriptArguments, SFTConfig, ModelConfig]:
-    """Parse a recipe and overrides; unknown keys in the YAML or on the command line, or launched processes that
+    """Parse a recipe and overrides (`vlmrl_trl.launch.parse_recipe`); unknown keys, or launched processes that
     would not train together, raise ``ValueError``."""
-    script_args, training_args, model_args = make_parser().parse_args_and_config(
-        args=argv, fail_with_unknown_args=True
-    )
-    check_launch(training_args)
+    script_args, training_args, model_args = parse_recipe((SFTScriptArguments, SFTConfig, ModelConfig), argv)
     return script_args, training_args, model_args
 
 
