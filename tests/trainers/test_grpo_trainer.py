@@ -25,6 +25,7 @@ from vlmrl_trl.trainers.grpo_trainer import (
     clip_grouped_permutation,
     micro_batch_dependence,
     permute_rows,
+    prompt_packing_fallback,
 )
 
 FRAME_COUNTS = (2, 3, 1, 2)
@@ -100,6 +101,7 @@ def make_trainer(
     *,
     lora: bool = False,
     fixed: bool = True,
+    attn_implementation: str | None = None,
     callbacks: list | None = None,
     **overrides: Any,
 ) -> GRPOTrainer:
@@ -132,7 +134,9 @@ def make_trainer(
             r=4, lora_alpha=8, lora_dropout=0.0, target_modules=["q_proj", "v_proj", "fc1", "proj"]
         )
     trainer = trainer_cls(
-        model=load_model(ModelConfig(model_name_or_path=str(model_dir), dtype="float32")),
+        model=load_model(
+            ModelConfig(model_name_or_path=str(model_dir), dtype="float32", attn_implementation=attn_implementation)
+        ),
         reward_funcs=completion_length,
         args=config_cls(**settings),
         train_dataset=dataset,
@@ -187,6 +191,62 @@ def test_log_prob_passes_match_stock_on_fixed_completions(tiny_vlm_dir, clips, t
     for key in ("old_per_token_logps", "ref_per_token_logps"):
         torch.testing.assert_close(shared[key][mask], stock[key][mask], rtol=0, atol=1e-5)
     torch.testing.assert_close(loss_logps[1][mask], loss_logps[0][mask], rtol=0, atol=1e-5)
+
+
+class LMTokenCounter:
+    """Counts the positions the language model runs over (a forward pre-hook on the text model)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.tokens = 0
+        model.model.text_model.register_forward_pre_hook(self._count, with_kwargs=True)
+
+    def _count(self, module, args, kwargs) -> None:
+        self.tokens += kwargs["inputs_embeds"].shape[:2].numel()
+
+
+@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+def test_rows_sharing_a_prompt_run_it_once_in_the_loss_pass(tiny_vlm_dir, clips, tmp_path, attn_implementation):
+    runs = []
+    for trainer_cls in (GRPOTrainer, VLMGRPOTrainer):
+        trainer = make_trainer(
+            trainer_cls,
+            tiny_vlm_dir,
+            clips,
+            tmp_path / trainer_cls.__name__,
+            num_generations=4,
+            gradient_accumulation_steps=2,
+            attn_implementation=attn_implementation,
+        )
+        trainer.model.train()
+        output = trainer._generate_and_score_completions(next(iter(trainer.get_train_dataloader())))
+        counter = LMTokenCounter(trainer.model)
+        logps, entropies, _ = trainer._get_per_token_logps_and_entropies(
+            trainer.model,
+            torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1),
+            torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1),
+            output["completion_ids"].size(1),
+            compute_entropy=True,
+            pixel_values=output["pixel_values"],
+            pixel_attention_mask=output["pixel_attention_mask"],
+            num_images=output["num_images"],
+        )
+        (logps * output["completion_mask"]).sum().backward()
+        grads = {name: p.grad.clone() for name, p in trainer.model.named_parameters() if p.grad is not None}
+        runs.append((logps.detach(), entropies.detach(), grads, counter.tokens))
+    (stock_logps, stock_entropies, stock_grads, stock_tokens), (logps, entropies, grads, tokens) = runs
+    mask = output["completion_mask"].bool()
+    torch.testing.assert_close(logps[mask], stock_logps[mask], rtol=0, atol=1e-5)
+    torch.testing.assert_close(entropies[mask], stock_entropies[mask], rtol=0, atol=1e-5)
+    assert_gradients_close(stock_grads, grads)
+    # Eight rows of two prompts: each prompt runs once instead of four times.
+    assert tokens < stock_tokens / 2
+
+
+def test_prompt_packing_needs_an_attention_that_takes_a_4d_mask(tiny_vlm_dir):
+    model = load_model(ModelConfig(model_name_or_path=str(tiny_vlm_dir), dtype="float32"))
+    assert prompt_packing_fallback(model) is None
+    model.config.get_text_config()._attn_implementation = "flash_attention_2"
+    assert "flash_attention_2" in prompt_packing_fallback(model)
 
 
 TRAINING_SETUPS = {

@@ -1,4 +1,4 @@
-"""Configuration of `VLMGRPOTrainer`: TRL's `GRPOConfig` plus the switch for sharing vision work across a group."""
+"""Configuration of `VLMGRPOTrainer`: TRL's `GRPOConfig` plus the switches for sharing a group's vision and prompts."""
 
 from __future__ import annotations
 
@@ -29,6 +29,13 @@ class VLMGRPOConfig(GRPOConfig):
             `steps_per_generation` (true by default), and no entropy mask (`top_entropy_quantile < 1`), entropy bonus
             or router auxiliary loss; otherwise it keeps TRL's row shuffle and says why. `True` groups in every case
             (with a warning when it changes the loss), `False` always keeps TRL's row shuffle.
+        pack_shared_prompts (`bool`, *optional*, defaults to `True`):
+            Whether the log-prob passes score the rows of a micro-batch that share a prompt (the same clip and text)
+            in one packed sequence: the prompt once, then each completion as a branch that attends to the prompt and
+            to itself only, at its own positions, so the language model runs over each prompt once instead of once
+            per completion. Exact like the rest (log-probs and gradients equal up to rounding). Needs an attention
+            implementation that takes a 4D mask (`"sdpa"` or `"eager"`; others keep one row per completion, with
+            a warning), and applies with `deduplicate_vision`.
     """
 
     deduplicate_vision: bool = field(
@@ -47,5 +54,13 @@ class VLMGRPOConfig(GRPOConfig):
             "optimizer-step gradients stay those of TRL's row shuffle (every `loss_type` but 'bnpo', "
             "`gradient_accumulation_steps` a multiple of `steps_per_generation`, no entropy mask, entropy bonus or "
             "router auxiliary loss). `True`: always. `False`: never."
+        },
+    )
+    pack_shared_prompts: bool = field(
+        default=True,
+        metadata={
+            "help": "Whether the log-prob passes run each prompt shared by several completions once, with the "
+            "completions as branches of one packed sequence under a tree attention mask. Exact; needs 'sdpa' or "
+            "'eager' attention."
         },
     )

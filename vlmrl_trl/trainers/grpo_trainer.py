@@ -18,6 +18,7 @@ from trl.extras.profiling import profiling_context
 from trl.models import unwrap_model_for_generation
 from trl.trainer.utils import pad, split_tensor_dict
 
+from .prompt_packing import pack_shared_prompts
 from .vision_cache import (
     group_identical_rows,
     has_supported_vision_backbone,
@@ -31,6 +32,10 @@ logger = get_logger(__name__)
 # normalizer that depends neither on which rows share a micro-batch nor on their token counts. Only "bnpo" divides
 # by a micro-batch's own token count.
 MICRO_BATCH_INDEPENDENT_LOSS_TYPES = frozenset({"grpo", "dr_grpo", "dapo", "cispo", "sapo", "luspo", "vespo"})
+# Attention implementations that take an arbitrary 4D mask (the packed prompts' tree mask).
+TREE_MASK_ATTENTION = frozenset({"sdpa", "eager"})
+# Log-prob pass inputs the packed forward handles: Idefics-family frames, one padded row of frames per sample.
+PACKABLE_INPUTS = frozenset({"pixel_values", "pixel_attention_mask", "num_images"})
 
 
 def vision_sharing_fallback(args: GRPOConfig, model: nn.Module, processing_class: Any) -> str | None:
@@ -41,6 +46,14 @@ def vision_sharing_fallback(args: GRPOConfig, model: nn.Module, processing_class
         return "the processing class is a tokenizer, so the prompts carry no images"
     if not has_supported_vision_backbone(model):
         return f"{type(model).__name__} has no Idefics2, Idefics3 or SmolVLM vision backbone"
+    return None
+
+
+def prompt_packing_fallback(model: nn.Module) -> str | None:
+    """Why the log-prob passes must keep one row per completion, or None when rows can share their prompt."""
+    implementation = getattr(model.config.get_text_config(), "_attn_implementation", None)
+    if implementation not in TREE_MASK_ATTENTION:
+        return f"attention implementation {implementation!r} takes no custom 4D attention mask"
     return None
 
 
@@ -98,7 +111,7 @@ class VLMGRPOTrainer(GRPOTrainer):
 
     Takes exactly `GRPOTrainer`'s arguments (a `VLMGRPOConfig` as `args` for the `deduplicate_vision` switch) and
     trains the same way: on fixed completions, log-probs and gradients equal TRL's up to floating-point rounding.
-    Per generation batch it changes three things, each decided on content so shuffled micro-batches, gradient
+    Per generation batch it changes these things, each decided on content so shuffled micro-batches, gradient
     accumulation, `num_iterations > 1`, a reference model, PEFT and gradient checkpointing are all unaffected:
 
     - frames are preprocessed once per distinct clip (TRL: twice per row);
@@ -106,6 +119,9 @@ class VLMGRPOTrainer(GRPOTrainer):
       language-model prefill run once per distinct prompt;
     - in each log-prob pass (old policy, reference, loss) the vision tower encodes each distinct clip of a
       micro-batch once and its rows share the features, which still carry gradients to the vision tower;
+    - in each log-prob pass the rows of a micro-batch that share a prompt run as one packed sequence, the prompt once
+      and each completion as a branch under a tree attention mask (`VLMGRPOConfig.pack_shared_prompts`), so the
+      language model also runs over each prompt once;
     - the generation batch is shuffled into micro-batches by whole clips when that leaves the optimizer-step
       gradients unchanged (`VLMGRPOConfig.group_clips_in_micro_batches`), so the loss pass encodes each clip about
       once instead of once per micro-batch its rows were scattered to.
@@ -117,6 +133,7 @@ class VLMGRPOTrainer(GRPOTrainer):
         super().__init__(*args, **kwargs)
         self.share_vision = False
         self.group_clips = False
+        self.pack_prompts = False
         if not getattr(self.args, "deduplicate_vision", True):
             logger.info("VLMGRPOTrainer: `deduplicate_vision=False`, running TRL's GRPO path.")
             return
@@ -129,6 +146,12 @@ class VLMGRPOTrainer(GRPOTrainer):
         if self.ref_model is not None:
             share_image_features(self.ref_model)
         self.group_clips = self._decide_clip_grouping()
+        if getattr(self.args, "pack_shared_prompts", True):
+            reason = prompt_packing_fallback(self.model)
+            if reason is None:
+                self.pack_prompts = True
+            else:
+                logger.warning(f"VLMGRPOTrainer scores each completion with its own copy of the prompt: {reason}.")
 
     def _decide_clip_grouping(self) -> bool:
         """Whether to shuffle generation batches into micro-batches by clip (`group_clips_in_micro_batches`)."""
@@ -157,6 +180,106 @@ class VLMGRPOTrainer(GRPOTrainer):
             # Idefics-family pixel values are per-row tensors, so TRL's split by image grid does not apply.
             self._buffered_inputs = split_tensor_dict(batch, self.args.steps_per_generation)
         return self._buffered_inputs[self._step % self.args.steps_per_generation]
+
+    def _packs_prompts(self, compute_aux_loss: bool, inputs: dict[str, Any]) -> bool:
+        """Whether this log-prob pass can score the completions of a shared prompt in one packed sequence."""
+        return (
+            self.pack_prompts
+            and not compute_aux_loss
+            and all(value is None for key, value in inputs.items() if key not in PACKABLE_INPUTS)
+            and (inputs.get("pixel_values") is None or inputs["pixel_values"].ndim == 5)
+        )
+
+    def _get_per_token_logps_and_entropies(
+        self,
+        model: nn.Module,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        logits_to_keep: int,
+        batch_size: int | None = None,
+        compute_entropy: bool = False,
+        compute_aux_loss: bool = False,
+        **inputs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """TRL's log-prob pass, in which the rows of a chunk that share their prompt and frames run as one packed
+        sequence (`prompt_packing`): the prompt goes through the model once, whatever the number of completions."""
+        if not self._packs_prompts(compute_aux_loss, inputs):
+            return super()._get_per_token_logps_and_entropies(
+                model,
+                input_ids,
+                attention_mask,
+                logits_to_keep,
+                batch_size,
+                compute_entropy,
+                compute_aux_loss,
+                **inputs,
+            )
+        pixel_values, pixel_attention_mask = inputs.get("pixel_values"), inputs.get("pixel_attention_mask")
+        num_images = inputs.get("num_images")
+        batch_size = batch_size or input_ids.size(0)
+        prompt_width = input_ids.size(1) - logits_to_keep
+        logps, entropies = [], []
+        for start in range(0, input_ids.size(0), batch_size):
+            rows = slice(start, min(start + batch_size, input_ids.size(0)))
+            frames = {"pixel_values": pixel_values, "pixel_attention_mask": pixel_attention_mask}
+            frames = {key: value[rows] for key, value in frames.items() if value is not None}
+            prompt_columns = (input_ids[rows, :prompt_width], attention_mask[rows, :prompt_width], *frames.values())
+            first, inverse = group_identical_rows(*prompt_columns)
+            ends_with_image = bool((input_ids[rows, prompt_width - 1] == self.model.config.image_token_id).any())
+            if first.numel() == inverse.numel() or ends_with_image:
+                chunk_logps, chunk_entropies, _ = super()._get_per_token_logps_and_entropies(
+                    model,
+                    input_ids[rows],
+                    attention_mask[rows],
+                    logits_to_keep,
+                    compute_entropy=compute_entropy,
+                    num_images=None if num_images is None else num_images[rows],
+                    **frames,
+                )
+            else:
+                chunk_logps, chunk_entropies = self._packed_logps_and_entropies(
+                    model,
+                    input_ids[rows],
+                    attention_mask[rows],
+                    logits_to_keep,
+                    first,
+                    inverse,
+                    frames,
+                    compute_entropy,
+                )
+            logps.append(chunk_logps)
+            entropies.append(chunk_entropies)
+        return torch.cat(logps), torch.cat(entropies) if compute_entropy else None, None
+
+    def _packed_logps_and_entropies(
+        self,
+        model: nn.Module,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        logits_to_keep: int,
+        first: torch.Tensor,
+        inverse: torch.Tensor,
+        frames: dict[str, torch.Tensor],
+        compute_entropy: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Completion log-probs and entropies of rows grouped by prompt, from one forward of the packed prompts."""
+        packed = pack_shared_prompts(
+            input_ids, attention_mask, logits_to_keep, first, inverse, self._tokenizer.pad_token_id
+        )
+        mask = packed.attention_mask
+        if self.model.config.get_text_config()._attn_implementation == "eager":
+            dtype = next(self.model.parameters()).dtype
+            mask = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
+        with self.accelerator.autocast():
+            outputs = model(
+                input_ids=packed.input_ids,
+                attention_mask=mask,
+                position_ids=packed.position_ids,
+                shift_labels=packed.shift_labels,
+                fused_lm_head=True,
+                **{key: value[first] for key, value in frames.items()},
+            )
+        return packed.unpack(outputs.log_probs), packed.unpack(outputs.entropy) if compute_entropy else None
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         """TRL's rollout, with the processor preprocessing each distinct clip of the batch once."""

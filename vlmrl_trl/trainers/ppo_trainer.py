@@ -173,6 +173,10 @@ class VLMPPOTrainer(VLMGRPOTrainer):
         self._collected_values = torch.cat(chunks)[:, -logits_to_keep:]
         return result
 
+    def _packs_prompts(self, compute_aux_loss: bool, inputs: dict[str, Any]) -> bool:
+        """Not while the value head collects: it reads the hidden states in the rows' layout."""
+        return self._value_tap.values is None and super()._packs_prompts(compute_aux_loss, inputs)
+
     def _take_values(self) -> torch.Tensor:
         values, self._collected_values = self._collected_values, None
         if values is None:
