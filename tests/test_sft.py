@@ -92,6 +92,8 @@ def test_bad_script_argument_is_rejected() -> None:
         SFTScriptArguments(prompt_mode="chatty")
     with pytest.raises(ValueError, match="num_frames"):
         SFTScriptArguments(num_frames=0)
+    with pytest.raises(ValueError, match="describe_ratio"):
+        SFTScriptArguments(describe_ratio=1.5)
 
 
 def test_assistant_only_mask_covers_only_the_answer(tmp_path: Path, tiny_vlm_dir: Path) -> None:
@@ -107,6 +109,30 @@ def test_assistant_only_mask_covers_only_the_answer(tmp_path: Path, tiny_vlm_dir
         trained = labels != -100
         assert tokenizer.decode(ids[trained]) == f" {answer}{EOS_TOKEN}\n"
         assert (labels[trained] == ids[trained]).all()
+
+
+def test_describe_ratio_adds_frames_only_description_examples(tmp_path: Path, tiny_vlm_dir: Path) -> None:
+    from vlmrl_trl.data import load_bddoia
+
+    script_args = SFTScriptArguments(
+        data_dir=str(tmp_path / "synthetic"),
+        synthetic_train_clips=4,
+        synthetic_val_clips=1,
+        synthetic_test_clips=1,
+        num_frames=2,
+        describe_ratio=0.5,
+    )
+    trainer = build_trainer(script_args, sft_config(tmp_path), ModelConfig(model_name_or_path=str(tiny_vlm_dir)))
+    rows = trainer.train_dataset
+    assert len(rows) == 6  # 4 decisions + 2 descriptions
+    clips = load_bddoia(tmp_path / "synthetic", "train", num_frames=2)
+    scenes = dict(zip(clips["clip_id"], clips["scene"], strict=True))
+    tokenizer = trainer.processing_class.tokenizer
+    batch = trainer.data_collator([rows[4], rows[5]])
+    for row, ids, labels in zip((rows[4], rows[5]), batch["input_ids"], batch["labels"], strict=True):
+        assert [part["type"] for part in row["messages"][0]["content"]] == ["image", "image"]  # no instruction
+        trained = labels != -100
+        assert tokenizer.decode(ids[trained]) == f" {scenes[row['clip_id']]}{EOS_TOKEN}\n"
 
 
 @pytest.mark.slow

@@ -59,6 +59,13 @@ class SFTScriptArguments:
         default="instruction",
         metadata={"help": "'instruction': frames then the task and JSON format; 'frames_only': frames alone."},
     )
+    describe_ratio: float = field(
+        default=0.0,
+        metadata={
+            "help": "Also train on frames-only prompts answered by the scene description alone (the Stage 1 task) "
+            "for this fraction of the train clips, so that the SFT model can start Stage 1; 0 = decisions only."
+        },
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep at most this many train clips."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep at most this many eval clips."})
     synthetic_train_clips: int = field(
@@ -79,6 +86,8 @@ class SFTScriptArguments:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.prompt_mode not in ("instruction", "frames_only"):
             raise ValueError(f"prompt_mode must be 'instruction' or 'frames_only', got {self.prompt_mode!r}")
+        if not 0.0 <= self.describe_ratio <= 1.0:
+            raise ValueError(f"describe_ratio must be between 0 and 1, got {self.describe_ratio}")
         for name in ("max_train_samples", "max_eval_samples"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -140,15 +149,31 @@ def to_messages(dataset: Dataset) -> Dataset:
 
 
 def build_sft_dataset(
-    script_args: SFTScriptArguments, split: str, *, max_samples: int | None, conversation: bool
+    script_args: SFTScriptArguments,
+    split: str,
+    *,
+    max_samples: int | None,
+    conversation: bool,
+    describe_ratio: float = 0.0,
 ) -> Dataset:
-    """Formatted clips of one split: prompt/completion, or ``messages`` when ``conversation`` is set, plus images."""
+    """Formatted clips of one split: prompt/completion, or ``messages`` when ``conversation`` is set, plus images.
+    With ``describe_ratio`` > 0, that fraction of the clips (a seeded sample) also appears as a frames-only
+    prompt whose answer is the clip's description (the same sample on every rank and run)."""
+    import random
+
+    from datasets import concatenate_datasets
+
     from .data.formatting import to_sft_dataset
 
     clips = load_clips(script_args, split)
     if max_samples is not None:
         clips = clips.select(range(min(max_samples, len(clips))))
     dataset = to_sft_dataset(clips, prompt_mode=script_args.prompt_mode)
+    num_describe = round(describe_ratio * len(clips))
+    if num_describe:
+        picked = sorted(random.Random(0).sample(range(len(clips)), num_describe))
+        describe = to_sft_dataset(clips.select(picked), prompt_mode="frames_only", target="scene")
+        dataset = concatenate_datasets([dataset, describe.cast(dataset.features)])
     return to_messages(dataset) if conversation else dataset
 
 
@@ -185,6 +210,7 @@ def build_trainer(
             script_args.dataset_train_split,
             max_samples=script_args.max_train_samples,
             conversation=conversation,
+            describe_ratio=script_args.describe_ratio,
         )
     if eval_dataset is None and training_args.eval_strategy != "no":
         eval_dataset = build_sft_dataset(
