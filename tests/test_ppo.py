@@ -59,4 +59,8 @@ def test_tiny_stage1_trains_saves_the_critic_and_measures_r1(tmp_path, tiny_vlm_
     assert (out / "config.json").is_file() and (out / VALUE_HEAD_FILE).is_file()
     report = json.loads((out / R1_EVAL_FILE).read_text())
     assert report["before"]["clips"] == report["after"]["clips"] == 3
-    assert all(-1.0 <= report[when]["mean_r1"] <= 1.0 for when in ("before", "after"))
+    for when in ("before", "after"):
+        by_clip = report[when]["by_clip"]
+        assert sorted(by_clip) == ["synth_test_000000", "synth_test_000001", "synth_test_000002"]
+        assert report[when]["mean_r1"] == pytest.approx(sum(by_clip.values()) / 3)
+        assert all(-1.0 <= score <= 1.0 for score in by_clip.values())

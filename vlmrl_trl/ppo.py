@@ -107,7 +107,8 @@ def clip_reward(trainer: VLMPPOTrainer) -> ClipAlignmentReward:
 
 
 def mean_r1(trainer: VLMPPOTrainer, rows: Dataset, batch_size: int) -> dict[str, Any]:
-    """Mean R1 of the policy's greedy descriptions of the prompts in ``rows``, with a few of the descriptions."""
+    """Mean R1 of the policy's greedy descriptions of the prompts in ``rows``, each clip's R1 (so a change can be
+    paired clip by clip) and a few of the descriptions."""
     from trl.models import unwrap_model_for_generation
 
     from .predict import GenerationOptions, generate
@@ -124,7 +125,12 @@ def mean_r1(trainer: VLMPPOTrainer, rows: Dataset, batch_size: int) -> dict[str,
             batch = rows[start : start + batch_size]
             texts += generate(model, trainer.processing_class, batch["prompt"], batch["images"], options)
     scores = reward.score(rows["images"], texts)
-    return {"mean_r1": sum(scores) / len(scores), "clips": len(scores), "examples": texts[:4]}
+    return {
+        "mean_r1": sum(scores) / len(scores),
+        "clips": len(scores),
+        "examples": texts[:4],
+        "by_clip": dict(zip(rows["clip_id"], map(float, scores), strict=True)),
+    }
 
 
 def main(script_args: PPOScriptArguments, training_args: VLMPPOConfig, model_args: ModelConfig) -> VLMPPOTrainer:
