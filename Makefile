@@ -69,7 +69,7 @@ grpo-stage2 grpo-stage3: $(STAMP)
 
 ppo-stage1: RECIPE ?= recipes/tiny/ppo/config_stage1.yaml
 ppo-stage1: $(STAMP)
-	$(if $(call tiny_inputs,x),$(MAKE) $(TINY_VLM) $(TINY_CLIP))
+	$(if $(call tiny_inputs,x),$(MAKE) $(if $(CHECKPOINT),,$(TINY_SFT)) $(TINY_CLIP))
 	$(RUN) vlmrl_trl.ppo --config $(RECIPE) $(FROM_CHECKPOINT) $(ARGS)
 
 # The main job on the embedded default: SFT -> predict/eval (+ report) -> GRPO Stage 2 -> PPO Stage 1.

@@ -2,8 +2,8 @@
 
 Each stage runs the command a user would type (printed before it runs): SFT of the tiny VLM, prediction and
 evaluation on the held-out test split (metrics + visual report), a short GRPO Stage 2 from the SFT model scored
-before/after on the reward it optimises (R2) and the reason metrics, and a short PPO Stage 1 scored by mean R1
-before/after. Everything is seeded; the summary goes to ``<out>/summary.json``.
+before/after on the reward it optimises (R2) and the reason metrics, and a short PPO Stage 1 from the SFT model scored
+by mean R1 before/after. Everything is seeded; the summary goes to ``<out>/summary.json``.
 """
 
 from __future__ import annotations
@@ -124,10 +124,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         ppo_dir = out / "ppo-stage1"
         run(
-            [sys.executable, "-m", "vlmrl_trl.ppo", "--config", PPO_RECIPE, "--output_dir", str(ppo_dir)],
+            [sys.executable, "-m", "vlmrl_trl.ppo", "--config", PPO_RECIPE,
+             "--model_name_or_path", str(sft_dir), "--output_dir", str(ppo_dir)],
             timings, "ppo_stage1",
         )  # fmt: skip
-        summary["ppo_stage1"] = json.loads((ppo_dir / "r1_eval.json").read_text())
+        r1 = json.loads((ppo_dir / "r1_eval.json").read_text())
+        summary["ppo_stage1"] = {
+            "r1_change": paired_change(r1["before"]["by_clip"], r1["after"]["by_clip"]),
+            "examples": {"before": r1["before"]["examples"], "after": r1["after"]["examples"]},
+        }
 
     summary["seconds"] = {**{k: round(v, 1) for k, v in timings.items()}, "total": round(time.perf_counter() - start)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -149,9 +154,12 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
             f"(paired standard error, {change['clips']} clips)"
         )
     if "ppo_stage1" in summary:
-        r1 = summary["ppo_stage1"]
-        before, after, clips = r1["before"]["mean_r1"], r1["after"]["mean_r1"], r1["after"]["clips"]
-        print(f"\nPPO Stage 1 (reward R1): mean R1 on {clips} held-out clips {before:.3f} -> {after:.3f}")
+        change = summary["ppo_stage1"]["r1_change"]
+        print(
+            f"\nPPO Stage 1 (reward R1, from the SFT model): mean R1 on {change['clips']} held-out clips "
+            f"{change['before']:.3f} -> {change['after']:.3f}, {change['change']:+.3f} +- {change['std_error']:.3f} "
+            "(paired standard error)"
+        )
     print(f"\ntimings (s): {summary['seconds']}")
     print(f"metrics: {out / 'metrics.json'}\nreport:  {summary['report']}\nsummary: {out / 'summary.json'}")
 
