@@ -14,7 +14,7 @@ from accelerate.logging import get_logger
 from torch import nn
 from transformers import ProcessorMixin
 from trl import GRPOConfig, GRPOTrainer
-from trl.extras.profiling import profiling_context
+from trl.extras.profiling import profiling_context, profiling_decorator
 from trl.models import unwrap_model_for_generation
 from trl.trainer.utils import pad, split_tensor_dict
 
@@ -251,6 +251,7 @@ class VLMGRPOTrainer(GRPOTrainer):
             entropies.append(chunk_entropies)
         return torch.cat(logps), torch.cat(entropies) if compute_entropy else None, None
 
+    @profiling_decorator
     def _packed_logps_and_entropies(
         self,
         model: nn.Module,
