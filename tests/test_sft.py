@@ -135,6 +135,26 @@ def test_describe_ratio_adds_frames_only_description_examples(tmp_path: Path, ti
         assert tokenizer.decode(ids[trained]) == f" {scenes[row['clip_id']]}{EOS_TOKEN}\n"
 
 
+def test_describe_ratio_without_descriptions_names_the_option(monkeypatch):
+    import vlmrl_trl.sft as sft
+
+    clips = Dataset.from_dict(
+        {
+            "clip_id": ["a"],
+            "images": [[Image.new("RGB", (8, 8))]],
+            "num_frames": [1],
+            "actions": [[0, 1, 0, 0]],
+            "reasons": [[0] * 21],
+            "scene": [None],
+        }
+    )
+    monkeypatch.setattr(sft, "load_clips", lambda script_args, split: clips)
+    with pytest.raises(ValueError, match="describe_ratio=1.0 needs a description"):
+        sft.build_sft_dataset(
+            SFTScriptArguments(describe_ratio=1.0), "train", max_samples=None, conversation=True, describe_ratio=1.0
+        )
+
+
 @pytest.mark.slow
 def test_a_few_steps_lower_the_loss(tmp_path: Path, tiny_vlm_dir: Path) -> None:
     trainer = build_trainer(
