@@ -170,12 +170,12 @@ def build_sft_dataset(
         clips = clips.select(range(min(max_samples, len(clips))))
     dataset = to_sft_dataset(clips, prompt_mode=script_args.prompt_mode)
     num_describe = round(describe_ratio * len(clips))
-    if num_describe and not all(clips["scene"]):
-        raise ValueError(
-            f"describe_ratio={describe_ratio} needs a description for every clip, and the {split!r} split of "
-            f"{script_args.dataset_name!r} has clips without one (BDD-OIA has none): set describe_ratio to 0"
-        )
     if num_describe:
+        if not all(clips["scene"]):
+            raise ValueError(
+                f"describe_ratio={describe_ratio} needs a description for every clip, and the {split!r} split of "
+                f"{script_args.dataset_name!r} has clips without one (BDD-OIA has none): set describe_ratio to 0"
+            )
         picked = sorted(random.Random(0).sample(range(len(clips)), num_describe))
         describe = to_sft_dataset(clips.select(picked), prompt_mode="frames_only", target="scene")
         dataset = concatenate_datasets([dataset, describe.cast(dataset.features)])
