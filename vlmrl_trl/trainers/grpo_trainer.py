@@ -278,7 +278,7 @@ class VLMGRPOTrainer(GRPOTrainer):
                 position_ids=packed.position_ids,
                 shift_labels=packed.shift_labels,
                 fused_lm_head=True,
-                **{key: value[first] for key, value in frames.items()},
+                **{key: value[packed.first] for key, value in frames.items()},
             )
         return packed.unpack(outputs.log_probs), packed.unpack(outputs.entropy) if compute_entropy else None
 
