@@ -1,5 +1,5 @@
-"""VLMPPOTrainer in 2 processes on CPU (DDP over gloo, and DeepSpeed ZeRO-2): the ranks see different completions
-but end with identical weights, value head included."""
+"""VLMPPOTrainer in 2 processes on CPU (DDP over gloo, DeepSpeed ZeRO-2 and ZeRO-3): the ranks see different
+completions but end with identical weights, value head included, and a save writes the whole value head."""
 
 from __future__ import annotations
 
@@ -12,6 +12,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoConfig
+
+from vlmrl_trl.trainers.value_head import VALUE_HEAD_FILE
 
 RANK_SCRIPT = textwrap.dedent(
     """
@@ -62,6 +67,7 @@ RANK_SCRIPT = textwrap.dedent(
 
     trainer._generate_and_score_completions = recording_rollout
     trainer.train()
+    trainer.save_model(os.path.join(out, "saved"))  # a collective under ZeRO-3: every rank takes part
     digest = hashlib.sha256()
     for name, tensor in sorted(trainer.accelerator.unwrap_model(trainer.model).state_dict().items()):
         digest.update(name.encode())
@@ -86,12 +92,26 @@ ZERO2 = {
     "train_batch_size": "auto",
     "gradient_clipping": "auto",
 }
+# The shipped zero3.yaml's saving, with every parameter partitioned: the tiny value head (192 x 192) is below
+# DeepSpeed's default persistence threshold, which would keep it whole on every rank.
+ZERO3 = {
+    **ZERO2,
+    "zero_optimization": {
+        "stage": 3,
+        "stage3_gather_16bit_weights_on_model_save": True,
+        "stage3_param_persistence_threshold": 0,
+    },
+}
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def saved_head(directory: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(directory / VALUE_HEAD_FILE))
 
 
 def run_two_ranks(tmp_path: Path, model_dir: Path, deepspeed: dict | None) -> list[dict]:
@@ -130,3 +150,17 @@ def test_two_ranks_stay_identical(tmp_path, tiny_vlm_dir, deepspeed, distributed
     assert ranks[0]["completions"] != ranks[1]["completions"], "each rank trains on its own completions"
     assert all(r["head_trained"] for r in ranks)
     assert ranks[0]["digest"] == ranks[1]["digest"]
+    assert saved_head(tmp_path / "saved")["mlp.2.weight"].any(), "the saved value head is the trained one"
+
+
+@pytest.mark.slow
+def test_zero3_saves_the_whole_value_head_from_every_rank(tmp_path, tiny_vlm_dir):
+    """Under ZeRO-3 rank 0 gets the gathered weights and the other ranks none: a save must not wait on them."""
+    pytest.importorskip("deepspeed")
+    ranks = run_two_ranks(tmp_path, tiny_vlm_dir, ZERO3)
+    assert all(r["distributed_type"] == "DistributedType.DEEPSPEED" for r in ranks)
+    head = saved_head(tmp_path / "saved")
+    hidden = AutoConfig.from_pretrained(tiny_vlm_dir).text_config.hidden_size
+    assert head["mlp.0.weight"].shape == (hidden, hidden) and head["mlp.2.weight"].shape == (1, hidden)
+    assert head["mlp.2.weight"].any(), "the output layer starts at zero: the saved head is the trained one"
+    assert (tmp_path / "saved" / "model.safetensors").is_file()

@@ -346,11 +346,15 @@ class VLMPPOTrainer(VLMGRPOTrainer):
 
     # ---- checkpoints --------------------------------------------------------------------------------------------
 
+    def _zero3(self) -> bool:
+        """Whether DeepSpeed ZeRO-3 partitions the parameters (the value head's included) across the ranks."""
+        plugin = self.accelerator.state.deepspeed_plugin if self.is_deepspeed_enabled else None
+        return plugin is not None and plugin.zero_stage == 3
+
     @contextmanager
     def _full_value_head(self) -> Iterator[None]:
         """Gather the value head's parameters where DeepSpeed ZeRO-3 partitions them (a collective: every rank)."""
-        plugin = self.accelerator.state.deepspeed_plugin if self.is_deepspeed_enabled else None
-        if plugin is None or plugin.zero_stage != 3:
+        if not self._zero3():
             yield
             return
         import deepspeed
@@ -364,7 +368,9 @@ class VLMPPOTrainer(VLMGRPOTrainer):
         head_state: dict[str, torch.Tensor] = {}
         if state_dict:  # a gathered full state dict (DeepSpeed, FSDP): the head's entries move to their own file
             head_state, state_dict = split_value_head_state(state_dict)
-        if not head_state:
+        # Under ZeRO-3 the gather below is a collective, so only the path every rank takes may use it: the dummy `{}`
+        # of a save without 16-bit gathering. With it, rank 0 gets the full state dict above and the others `None`.
+        if not head_state and not (self._zero3() and state_dict is None):
             with self._full_value_head():
                 head_state = {
                     key: value.detach().cpu().clone() for key, value in self._value_head.state_dict().items()
