@@ -236,6 +236,14 @@ def test_kl_penalty_goes_into_the_rewards(make_trainer, clips):
     assert trainer.beta == 0.1, "the coefficient is restored after the loss"
 
 
+@pytest.mark.parametrize(("num_generations", "grouped"), [(1, True), (2, False)])
+def test_clips_are_grouped_into_micro_batches_only_where_the_value_loss_allows(make_trainer, num_generations, grouped):
+    """The value loss is a token mean per micro-batch: grouping by clip may only keep TRL's gradient with one
+    completion per clip (where it is TRL's row shuffle itself)."""
+    trainer = make_trainer(num_generations=num_generations, per_device_train_batch_size=2)
+    assert trainer.group_clips is grouped
+
+
 def test_a_foreign_optimizer_without_the_head_is_rejected(tiny_vlm_dir, clips, r1, tmp_path):
     model = load_model(ModelConfig(model_name_or_path=str(tiny_vlm_dir), dtype="float32"))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)

@@ -153,12 +153,17 @@ class VLMGRPOTrainer(GRPOTrainer):
             else:
                 logger.warning(f"VLMGRPOTrainer scores each completion with its own copy of the prompt: {reason}.")
 
+    def _micro_batch_dependence(self) -> str | None:
+        """Why this trainer's gradient depends on how rows are split into micro-batches, or None (subclasses with
+        losses of their own add theirs)."""
+        return micro_batch_dependence(self.args, self.aux_loss_enabled)
+
     def _decide_clip_grouping(self) -> bool:
         """Whether to shuffle generation batches into micro-batches by clip (`group_clips_in_micro_batches`)."""
         setting = getattr(self.args, "group_clips_in_micro_batches", None)
         if setting is False:
             return False
-        dependence = micro_batch_dependence(self.args, self.aux_loss_enabled)
+        dependence = self._micro_batch_dependence()
         if dependence is None:
             return True
         if setting is None:

@@ -307,6 +307,13 @@ class VLMPPOTrainer(VLMGRPOTrainer):
 
     # ---- loss ---------------------------------------------------------------------------------------------------
 
+    def _micro_batch_dependence(self) -> str | None:
+        """The parent's reasons, plus the value loss: a token mean within each micro-batch. With one completion per
+        clip grouping by clip is TRL's row shuffle itself, so only several completions per clip depend on it."""
+        if self.num_generations > 1:
+            return "the value loss averages over each micro-batch's own tokens"
+        return super()._micro_batch_dependence()
+
     def _compute_loss(self, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
         """The parent's clipped policy loss on the per-token advantages plus `vf_coef` times the clipped value loss;
         critic only (no policy loss, body detached from the value loss) during the warm-up steps."""
