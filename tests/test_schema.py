@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -89,6 +90,10 @@ def test_parse_tolerates_fences_and_chatter(text):
         ('{"scene": 3, "actions": [], "reasons": []}', "schema", "$.scene"),
         ('{"scene": "x", "actions": []}', "schema", "$"),
         ('{"scene": "x", "actions": [], "reasons": [], "extra": 1}', "schema", "$"),
+        ('{"scene": "x", "actions": [1], "reasons": []}', "schema", "$.actions[0]"),
+        ('{"scene": "x", "actions": [], "reasons": [null]}', "schema", "$.reasons[0]"),
+        ('{"scene": "x", "actions": ["stop", {"a": 1}], "reasons": []}', "schema", "$.actions[1]"),
+        ('{"scene": "x", "actions": ["fly", 1], "reasons": []}', "schema", "$.actions[1]"),
     ],
 )
 def test_parse_failures_are_typed_with_json_path(text, kind, path):
@@ -96,6 +101,18 @@ def test_parse_failures_are_typed_with_json_path(text, kind, path):
     assert isinstance(failure, ParseFailure)
     assert (failure.kind, failure.path) == (kind, path)
     assert failure.message
+
+
+@pytest.mark.parametrize("item", [1, None, {"a": 1}, ["stop"], True])
+@pytest.mark.parametrize("field_name", ["actions", "reasons"])
+def test_non_string_item_is_a_type_error_not_an_unknown_id(field_name, item):
+    """A wrong-type item is structural, like a wrong-type field, whatever ids sit beside it."""
+    obj = {"scene": "x", "actions": [], "reasons": []} | {field_name: [item]}
+    failure = parse_decision(json.dumps(obj))
+    assert isinstance(failure, ParseFailure)
+    assert (failure.kind, failure.path) == ("schema", f"$.{field_name}[0]")
+    assert "is not of type 'string'" in failure.message
+    assert decision_json_schema()["properties"][field_name]["items"]["type"] == "string"
 
 
 def test_missing_field_failure_names_it():

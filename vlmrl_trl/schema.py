@@ -185,10 +185,13 @@ def extract_json_object(text: str) -> ExtractedJSON | ParseFailure:
 
 
 def validate_decision_obj(obj: Any) -> Decision | ParseFailure:
-    """Check a decoded JSON value against the shipped schema; the first violation names its JSON path."""
-    error = jsonschema.exceptions.best_match(_validator().iter_errors(obj))
-    if error is not None:
-        kind: FailureKind = "unknown_id" if error.validator == "enum" else "schema"
+    """Check a decoded JSON value against the shipped schema; the violation reported names its JSON path."""
+    errors = schema_errors(obj)
+    if errors:
+        # Structure outranks vocabulary: a non-string item (``1``) fails ``type`` and ``enum``; it is a type error.
+        structural = [e for e in errors if e.validator != "enum"]
+        error = jsonschema.exceptions.best_match(structural or errors)
+        kind: FailureKind = "schema" if structural else "unknown_id"
         return ParseFailure(kind, error.message, error.json_path, obj)
     return Decision(obj["scene"], tuple(obj["actions"]), tuple(obj["reasons"]))
 

@@ -34,6 +34,11 @@ def text(obj: object) -> str:
             (1 + 0.25 + 1 + 1) / 4,
         ),
         (text({}), 0.25),
+        # A non-string id is a wrong type, structural like a wrong-type field, not an unknown id.
+        (text({"scene": "x", "actions": [1], "reasons": [None]}), 0.25),
+        (text({**VALID, "actions": ["stop", {"a": 1}]}), 0.25),
+        (text({**VALID, "reasons": [None]}), 0.25),
+        (text({**VALID, "actions": ["fly", 1]}), 0.25),
         ('{"scene": "a road", "actions": [', 0.0),
         ("stop because of a car", 0.0),
         ("[1, 2]", 0.0),
@@ -55,6 +60,16 @@ def test_each_level_of_the_ladder_earns_more():
     ]
     scores = [reward.score(t) for t in ladder]
     assert scores == sorted(scores) and len(set(scores)) == len(scores)
+
+
+@pytest.mark.parametrize("item", [1, None, {"a": 1}])
+def test_wrong_type_items_score_like_a_wrong_type_field(item):
+    """``"actions": [1]`` is as structural as ``"actions": "stop"``: both earn the json credit only."""
+    reward = StructureReward()
+    wrong_field = reward.components(text({**VALID, "actions": "stop"}))
+    for name in ("actions", "reasons"):
+        assert reward.components(text({**VALID, name: [item]})) == wrong_field
+        assert reward.score(text({**VALID, name: [item]})) < reward.score(text({**VALID, name: ["unknown"]}))
 
 
 def test_id_penalty_and_weights_are_options():

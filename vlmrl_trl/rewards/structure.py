@@ -3,8 +3,9 @@
 For the first JSON object in the completion (``vlmrl_trl.schema.extract_json_object``):
 
 - ``json`` = 1 (a JSON object was found; no object at all scores R3 = 0),
-- ``schema`` = 0 when the shipped JSON Schema reports a structural violation (wrong type, missing or extra
-  field), else max(0, 1 - ``id_penalty`` x (#unknown ids + #duplicate ids)), so 1 exactly when schema-valid,
+- ``schema`` = 0 when the shipped JSON Schema reports a structural violation (wrong type, a non-string id
+  included; missing or extra field), else max(0, 1 - ``id_penalty`` x (#unknown ids + #duplicate ids)),
+  so 1 exactly when schema-valid,
 - ``complete`` = the fraction of the fields ``scene``, ``actions``, ``reasons`` present and non-empty
   (a non-blank string, a non-empty list),
 - ``exclusive`` = 1 when the completion is the JSON object and nothing else (surrounding whitespace aside),
