@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from vlmrl_trl.cli import main
 from vlmrl_trl.data import BDDOIADataError, load_bddoia
 
 A_STOP = [0, 1, 0, 0]
@@ -160,6 +161,21 @@ def test_skip_invalid_warns_with_counts_and_keeps_the_good_clips(make_root, case
     with pytest.warns(UserWarning, match=r"1 invalid entries skipped \(1 \w+\)"):
         ds = load_bddoia(root, "val", num_frames=1, skip_invalid=True)
     assert ds["clip_id"] == ["a"] or (case == "annotation_without_image" and ds["clip_id"] == ["a", "b"])
+
+
+def test_error_names_the_skip_option_as_each_caller_spells_it(make_root, capsys: pytest.CaptureFixture[str]) -> None:
+    """Python callers read ``skip_invalid=True``; CLI users read ``--skip-invalid``, which then works."""
+    root = make_root({"a.jpg": (A_STOP, R_RED), "b.jpg": (A_STOP, R_RED)})
+    (root / "data" / "b.jpg").unlink()
+    with pytest.raises(BDDOIADataError, match=r"skip_invalid=True in Python, --skip-invalid with 'vlmrl-trl data"):
+        load_bddoia(root, "val", num_frames=1)
+
+    check = ["data", "check", "--root", str(root), "--split", "val", "--num-frames", "1"]
+    assert main(check) == 2
+    assert "--skip-invalid" in capsys.readouterr().err
+    with pytest.warns(UserWarning, match="1 invalid entries skipped"):
+        assert main([*check, "--skip-invalid"]) == 0
+    assert "val: 1 clips" in capsys.readouterr().out
 
 
 def test_existence_check_does_not_decode(make_root) -> None:

@@ -62,7 +62,8 @@ class BDDOIADataError(ValueError):
         more = f"\n  ... and {len(issues) - 10} more" if len(issues) > 10 else ""
         super().__init__(
             f"{len(issues)} invalid entr{'y' if len(issues) == 1 else 'ies'} in BDD-OIA split {split!r} "
-            f"(pass skip_invalid=True to skip them with a warning):\n  {shown}{more}"
+            f"(fix or remove them, or skip them with a warning: skip_invalid=True in Python, --skip-invalid "
+            f"with 'vlmrl-trl data check'):\n  {shown}{more}"
         )
 
 
