@@ -44,3 +44,16 @@ def test_bad_values_are_rejected_by_name(option, value):
 
 def test_value_clipping_can_be_turned_off():
     assert VLMPPOConfig(**BASE, cliprange_value=None).cliprange_value is None
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("scale_rewards", "batch"), ("multi_objective_aggregation", "normalize_then_sum")]
+)
+def test_group_advantage_options_warn_that_ppo_ignores_them(option, value):
+    with pytest.warns(UserWarning, match=f"ignores {option}="):
+        VLMPPOConfig(**BASE, **{option: value})
+
+
+def test_default_group_advantage_options_do_not_warn(recwarn):
+    VLMPPOConfig(**BASE, scale_rewards=True)  # TRL's spelling of the default, "group"
+    assert not [w for w in recwarn if "ignores" in str(w.message)]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 from .grpo_config import VLMGRPOConfig
+
+# GRPOConfig options that only shape group-relative advantages, with their defaults.
+_GROUP_ADVANTAGE_OPTIONS = {"scale_rewards": "group", "multi_objective_aggregation": "sum_then_normalize"}
 
 
 class _SingleGeneration(int):
@@ -26,7 +30,8 @@ class VLMPPOConfig(VLMGRPOConfig):
         gamma (`float`, *optional*, defaults to `1.0`):
             Discount factor over completion tokens. With `1.0` the dense CLIP increments sum to the final R1.
         lam (`float`, *optional*, defaults to `0.95`):
-            GAE lambda: `1.0` gives Monte-Carlo advantages, `0.0` one-step TD advantages.
+            GAE lambda. The critic regresses the lambda-returns (advantages + values): `1.0` makes them the
+            Monte-Carlo returns sum_{k>=t} gamma^(k-t) r_{k+1}, the method's critic target; `0.0` gives one-step TD.
         whiten_advantages (`bool`, *optional*, defaults to `True`):
             Whether to whiten the advantages over the generation batch's completion tokens (all processes).
         vf_coef (`float`, *optional*, defaults to `0.1`):
@@ -42,7 +47,8 @@ class VLMPPOConfig(VLMGRPOConfig):
             model directory's own `value_head.safetensors` is used if it has one, else the head starts fresh.
         critic_warmup_steps (`int`, *optional*, defaults to `0`):
             Number of first optimizer steps that train the critic only: the policy loss is dropped and the value
-            loss does not reach the shared body, so the policy does not move (with `weight_decay=0`).
+            loss does not reach the shared body, so the policy does not move (with `weight_decay=0`). The learning
+            rate schedule runs during them, so a warm-up schedule should span more steps than these.
         dense_clip_reward (`bool`, *optional*, defaults to `False`):
             Whether the CLIP alignment reward (`clip_alignment`, which must be among the reward functions) is paid
             per token as r_{k+1} = R1(I, T_{k+1}) - R1(I, T_k) instead of once at the end. Its weight applies to the
@@ -133,3 +139,15 @@ class VLMPPOConfig(VLMGRPOConfig):
             raise ValueError(f"critic_warmup_steps must be >= 0, got {self.critic_warmup_steps}")
         if self.dense_reward_every_k < 1:
             raise ValueError(f"dense_reward_every_k must be >= 1, got {self.dense_reward_every_k}")
+        ignored = [
+            f"{key}={getattr(self, key)!r}"
+            for key, default in _GROUP_ADVANTAGE_OPTIONS.items()
+            if getattr(self, key) != default
+        ]
+        if ignored:
+            warnings.warn(
+                f"VLMPPOConfig ignores {', '.join(ignored)}: PPO's advantages come from GAE over the weighted reward "
+                "sum, not from GRPO's group-relative advantages these options shape.",
+                UserWarning,
+                stacklevel=2,
+            )
