@@ -37,9 +37,15 @@ def test_check_reports_invalid_entries(tmp_path: Path, capsys: pytest.CaptureFix
     assert "synth_val_000001.jpg" in capsys.readouterr().err
 
 
-def test_extract_frames_reports_clips_without_video(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_extract_frames_fails_when_no_clip_has_a_video(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A --videos folder holding none of the clips (a wrong path, typically) is an error, not a quiet success."""
     main(["data", "synth", "--out", str(tmp_path / "set"), "--train", "0", "--val", "2", "--test", "0"])
+    capsys.readouterr()
     (tmp_path / "videos").mkdir()
     args = ["data", "extract-frames", "--videos", str(tmp_path / "videos"), "--root", str(tmp_path / "set")]
-    assert main([*args, "--split", "val", "--overwrite"]) == 0
-    assert "0 already present, 2 without a video, 0 failed" in capsys.readouterr().out
+    assert main([*args, "--split", "val", "--overwrite"]) == 2
+    captured = capsys.readouterr()
+    assert "0 already present, 2 without a video, 0 failed" in captured.out
+    error = captured.err.strip()
+    assert error.count("\n") == 0 and error.startswith("vlmrl-trl data: error: no clip could be extracted: ")
+    assert f"2 without a video under --videos {tmp_path / 'videos'}" in error

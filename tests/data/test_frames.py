@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from vlmrl_trl.cli import main
 from vlmrl_trl.data import extract_clip_frames, extract_frames, load_bddoia
-from vlmrl_trl.data.frames import segment_end_time
+from vlmrl_trl.data.frames import ExtractionReport, segment_end_time
 
 STEP = 8  # gray-level step between consecutive frames of a test video
 
@@ -94,6 +95,90 @@ def test_extract_frames_for_label_files_feeds_the_loader(tmp_path: Path) -> None
     with pytest.warns(UserWarning, match="1 of 3 clips have fewer than 3 frames"):
         ds = load_bddoia(root, "val", num_frames=3)
     assert ds["num_frames"] == [3, 3, 1]
+
+
+def make_labels(root: Path, names: list[str], split: str = "val") -> Path:
+    """Label files for clips ``names`` (no images: extraction only reads the clip ids)."""
+    root.mkdir(parents=True, exist_ok=True)
+    actions = {
+        "images": [{"id": i, "file_name": n} for i, n in enumerate(names)],
+        "annotations": [{"id": i, "category": [1, 0, 0, 0]} for i in range(len(names))],
+    }
+    (root / f"{split}_25k_images_actions.json").write_text(json.dumps(actions))
+    return root
+
+
+@pytest.mark.parametrize("fps", [0.0, -2.0, float("nan"), float("inf")])
+def test_a_bad_fps_is_rejected_before_any_clip(tmp_path: Path, fps: float) -> None:
+    root = make_labels(tmp_path / "bddoia", ["short.jpg"])
+    write_video(tmp_path / "videos" / "short.mp4", num_frames=25, fps=10)
+    with pytest.raises(ValueError, match="fps must be a positive number"):
+        extract_frames(tmp_path / "videos", root, splits=["val"], fps=fps)
+    with pytest.raises(ValueError, match="fps must be a positive number"):  # not a missing-folder error first
+        extract_frames(tmp_path / "nowhere", root, splits=["val"], fps=fps)
+    assert not (root / "frames").exists()
+
+
+@pytest.mark.parametrize("fps", ["0", "-1", "nan"])
+def test_cli_rejects_a_bad_fps_up_front_naming_the_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fps: str
+) -> None:
+    root = make_labels(tmp_path / "bddoia", ["short.jpg"])
+    write_video(tmp_path / "videos" / "short.mp4", num_frames=25, fps=10)
+    args = ["data", "extract-frames", "--videos", str(tmp_path / "videos"), "--root", str(root), f"--fps={fps}"]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and not (root / "frames").exists()  # no clip was tried
+    assert (
+        captured.err.strip()
+        == f"vlmrl-trl data: error: --fps must be a positive number of frames per second, got {float(fps)}"
+    )
+
+
+def test_cli_partial_run_succeeds_and_counts_the_clips_without_video(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = make_labels(tmp_path / "bddoia", ["short.jpg", "novideo.jpg"])
+    write_video(tmp_path / "videos" / "short.mp4", num_frames=25, fps=10)
+    args = [
+        "data",
+        "extract-frames",
+        "--videos",
+        str(tmp_path / "videos"),
+        "--root",
+        str(root),
+        "--split",
+        "val",
+        "--num-frames",
+        "2",
+    ]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "extracted 1 clips, 0 already present, 1 without a video, 0 failed" in captured.out
+    assert captured.err == "" and len(list((root / "frames" / "short").glob("*.jpg"))) == 2
+    assert main(args) == 0  # a re-run finds the clip already present: nothing new, still a success
+    assert "extracted 0 clips, 1 already present, 1 without a video" in capsys.readouterr().out
+
+
+def test_cli_fails_when_every_clip_fails_or_lacks_a_video(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_labels(tmp_path / "bddoia", ["bad.jpg", "novideo.jpg"])
+    (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "bad.mp4").write_bytes(b"not a video")
+    assert (
+        main(["data", "extract-frames", "--videos", str(tmp_path / "videos"), "--root", str(root), "--split=val"]) == 2
+    )
+    captured = capsys.readouterr()
+    assert "failed bad:" in captured.out
+    error = captured.err.strip()
+    assert "\n" not in error and "no clip could be extracted: 1 without a video under --videos" in error
+    assert "novideo.mov" in error and error.endswith("1 failed (see above)")
+
+
+def test_report_tells_a_run_that_produced_nothing() -> None:
+    assert ExtractionReport(missing_video=["a"], failed={"b": "x"}).nothing_extracted
+    assert not ExtractionReport(extracted=1, missing_video=["a"]).nothing_extracted
+    assert not ExtractionReport(skipped_existing=1, failed={"b": "x"}).nothing_extracted
+    assert not ExtractionReport().nothing_extracted  # no clips asked for: nothing failed
 
 
 def test_a_broken_video_is_reported_not_fatal(tmp_path: Path) -> None:

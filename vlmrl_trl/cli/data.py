@@ -76,8 +76,9 @@ def run_synth(args: argparse.Namespace) -> int:
 
 
 def run_extract(args: argparse.Namespace) -> int:
-    from ..data.frames import extract_frames
+    from ..data.frames import VIDEO_EXTENSIONS, check_fps, extract_frames
 
+    check_fps(args.fps, "--fps")
     report = extract_frames(
         args.videos,
         args.root,
@@ -94,6 +95,17 @@ def run_extract(args: argparse.Namespace) -> int:
     print(report.summary())
     for clip, error in list(report.failed.items())[:10]:
         print(f"  failed {clip}: {error}")
+    if report.nothing_extracted:
+        problems = []
+        if report.missing_video:
+            example = report.missing_video[0].rsplit("/", 1)[-1]
+            problems.append(
+                f"{len(report.missing_video)} without a video under --videos {args.videos} "
+                f"(looked for e.g. {example}{'/'.join(VIDEO_EXTENSIONS)})"
+            )
+        if report.failed:
+            problems.append(f"{len(report.failed)} failed (see above)")
+        raise ValueError(f"no clip could be extracted: {', '.join(problems)}")
     return 1 if report.failed else 0
 
 

@@ -16,6 +16,7 @@ Which frame is the annotated one:
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 from collections.abc import Iterable
@@ -46,6 +47,17 @@ class ExtractionReport:
             f"extracted {self.extracted} clips, {self.skipped_existing} already present, "
             f"{len(self.missing_video)} without a video, {len(self.failed)} failed"
         )
+
+    @property
+    def nothing_extracted(self) -> bool:
+        """Whether clips were asked for but none has its frames now, so the run produced nothing usable."""
+        return not (self.extracted or self.skipped_existing) and bool(self.missing_video or self.failed)
+
+
+def check_fps(fps: float, name: str = "fps") -> None:
+    """Reject a frame rate that is not a finite positive number, naming the option as the caller spells it."""
+    if not (math.isfinite(fps) and fps > 0):
+        raise ValueError(f"{name} must be a positive number of frames per second, got {fps}")
 
 
 def index_videos(videos_dir: str | Path) -> dict[str, Path]:
@@ -90,8 +102,9 @@ def extract_clip_frames(
     """
     import av
 
-    if count < 1 or fps <= 0:
-        raise ValueError(f"count must be >= 1 and fps > 0, got {count} and {fps}")
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    check_fps(fps)
     video, out_dir = Path(video), Path(out_dir)
     with av.open(str(video)) as container:
         stream = container.streams.video[0]
@@ -174,10 +187,12 @@ def extract_frames(
     """Extract ``(num_frames - 1) * frame_stride + 1`` frames for every clip of ``splits`` into ``out_dir``.
 
     ``out_dir`` defaults to ``<labels_root>/frames``. Clips whose folder already holds that many frames are
-    skipped unless ``overwrite``; clips without a video and videos that fail to decode are reported, not fatal.
+    skipped unless ``overwrite``; clips without a video and videos that fail to decode are reported, not fatal
+    (``ExtractionReport.nothing_extracted`` tells a run where that was every clip). A bad ``fps`` raises first.
     """
     if num_frames < 1 or frame_stride < 1:
         raise ValueError(f"num_frames and frame_stride must be >= 1, got {num_frames} and {frame_stride}")
+    check_fps(fps)  # up front: per clip it would only turn every clip into a failure
     labels_root = Path(labels_root)
     out = Path(out_dir) if out_dir is not None else labels_root / "frames"
     count = (num_frames - 1) * frame_stride + 1
