@@ -100,6 +100,13 @@ def test_bad_options_exit_2_with_one_line(capsys: pytest.CaptureFixture[str]) ->
     assert "reward_weights" in capsys.readouterr().err
     assert cli(["--config", str(TINY_STAGE2), "--reward_kwargs", "{not json"]) == 2
     assert "reward_kwargs" in capsys.readouterr().err
+    # Reward names and options are checked when the recipe is read, not when the trainer is built.
+    assert cli(["--config", str(TINY_STAGE2), "--reward_funcs", "action_reasonin", "structure"]) == 2
+    assert "unknown reward 'action_reasonin'" in capsys.readouterr().err
+    assert cli(["--config", str(TINY_STAGE2), "--reward_kwargs", '{"structure": {"bogus": 1}}']) == 2
+    assert "unknown option(s) ['bogus'] for reward 'structure'" in capsys.readouterr().err
+    assert cli(["--config", str(TINY_STAGE2), "--dataset_train_split", "training"]) == 2
+    assert "dataset_train_split" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ from vlmrl_trl.models import (
     EOS_TOKEN,
     add_generation_markers,
     build_tiny_vlm,
+    check_model_source,
     freeze_vision_tower,
     load_model,
     load_processor,
@@ -172,3 +173,19 @@ def test_assistant_mask_covers_only_the_answer(processor) -> None:
     # The masked span is one contiguous block at the end: no prompt or image token is trained on.
     first = int(mask.nonzero()[0])
     assert mask[first:].all() and not mask[:first].any()
+
+
+@pytest.mark.parametrize("name", ["outputs/never-trained", "./model", "/abs/missing", "a/b/c"])
+def test_a_missing_local_model_folder_is_named_at_once(name: str, tmp_path: Path, monkeypatch) -> None:
+    """A local path that does not exist fails before `from_pretrained` would take it for a hub id and retry."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "outputs").mkdir()
+    with pytest.raises(FileNotFoundError, match=f"model_name_or_path={name!r} is not a folder"):
+        load_processor(name)
+    with pytest.raises(FileNotFoundError, match="is not a folder"):
+        load_model(ModelConfig(model_name_or_path=name))
+
+
+def test_hub_ids_and_existing_folders_pass_the_source_check(tiny_vlm_dir: Path) -> None:
+    check_model_source("HuggingFaceTB/SmolVLM-256M-Instruct")
+    check_model_source(str(tiny_vlm_dir))

@@ -94,6 +94,26 @@ def test_bad_script_argument_is_rejected() -> None:
         SFTScriptArguments(num_frames=0)
     with pytest.raises(ValueError, match="describe_ratio"):
         SFTScriptArguments(describe_ratio=1.5)
+    with pytest.raises(ValueError, match="dataset_train_split must be one of train, val, test, got 'training'"):
+        SFTScriptArguments(dataset_train_split="training")
+
+
+def test_data_dir_with_a_bddoia_dataset_is_an_error_pointing_at_dataset_name() -> None:
+    """`data_dir` only places the synthetic clips: given with a BDD-OIA root it would be silently ignored."""
+    with pytest.raises(ValueError, match="data_dir='/data/bddoia' is only read with dataset_name='synthetic'"):
+        SFTScriptArguments(dataset_name="data/bddoia", data_dir="/data/bddoia")
+    assert SFTScriptArguments(dataset_name="/data/bddoia").dataset_name == "/data/bddoia"
+
+
+def test_a_missing_dataset_fails_before_the_model_is_loaded(tmp_path: Path) -> None:
+    """The data is read first, so a wrong dataset folder is reported without waiting on a model download."""
+    args = SFTConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    with pytest.raises(FileNotFoundError, match="dataset_name=.*neither 'synthetic' nor a BDD-OIA folder"):
+        build_trainer(
+            SFTScriptArguments(dataset_name=str(tmp_path / "no-such-copy")),
+            args,
+            ModelConfig(model_name_or_path="HuggingFaceTB/not-downloaded"),
+        )
 
 
 def test_assistant_only_mask_covers_only_the_answer(tmp_path: Path, tiny_vlm_dir: Path) -> None:

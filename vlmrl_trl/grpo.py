@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from trl import ModelConfig
 
 from .launch import parse_recipe, run_script
+from .rewards import check_reward_config
 from .sft import SFTScriptArguments, load_clips
 from .trainers.grpo_config import VLMGRPOConfig
 
@@ -64,8 +65,7 @@ class GRPOScriptArguments(SFTScriptArguments):
                 raise ValueError(f"reward_kwargs must be a JSON object, got {self.reward_kwargs!r}: {err}") from None
         if self.reward_kwargs is not None and not isinstance(self.reward_kwargs, dict):
             raise ValueError(f"reward_kwargs must map reward names to options, got {self.reward_kwargs!r}")
-        if not self.reward_funcs:
-            raise ValueError("reward_funcs must name at least one reward")
+        check_reward_config(self.reward_funcs, self.reward_kwargs)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[GRPOScriptArguments, VLMGRPOConfig, ModelConfig]:
@@ -114,6 +114,15 @@ def build_trainer(
 
     if not model_args.model_name_or_path:
         raise ValueError("model_name_or_path is required (the checkpoint to start from, e.g. outputs/tiny-vlm-sft)")
+    # The data first, so that a bad dataset fails before a model is downloaded.
+    if train_dataset is None:
+        train_dataset = build_rl_dataset(
+            script_args, script_args.dataset_train_split, max_samples=script_args.max_train_samples
+        )
+    if eval_dataset is None and training_args.eval_strategy != "no":
+        eval_dataset = build_rl_dataset(
+            script_args, script_args.dataset_test_split, max_samples=script_args.max_eval_samples
+        )
     reward_funcs = get_reward_funcs(script_args.reward_funcs, script_args.reward_kwargs)
     processor = load_processor(
         model_args.model_name_or_path,
@@ -124,14 +133,6 @@ def build_trainer(
     model = load_model(
         model_args, freeze_vision=script_args.freeze_vision, trust_remote_code=training_args.trust_remote_code
     )
-    if train_dataset is None:
-        train_dataset = build_rl_dataset(
-            script_args, script_args.dataset_train_split, max_samples=script_args.max_train_samples
-        )
-    if eval_dataset is None and training_args.eval_strategy != "no":
-        eval_dataset = build_rl_dataset(
-            script_args, script_args.dataset_test_split, max_samples=script_args.max_eval_samples
-        )
     return (trainer_cls or VLMGRPOTrainer)(
         model=model,
         reward_funcs=reward_funcs,

@@ -243,6 +243,28 @@ def add_generation_markers(template: str) -> str:
     )
 
 
+def check_model_source(model_name_or_path: str) -> None:
+    """Fail at once, naming it, when ``model_name_or_path`` is meant as a local folder that does not exist, instead
+    of letting ``from_pretrained`` take it for a hub id and retry the hub for minutes.
+
+    A name is taken as local when it is absolute, starts with ``.`` or ``~``, has more than one ``/``, or its first
+    component is a folder here (``outputs/tiny-vlm-sft`` where ``outputs/`` exists); ``org/name`` is a hub id.
+    """
+    path = Path(model_name_or_path).expanduser()
+    parts = Path(model_name_or_path).parts
+    local = (
+        path.is_absolute()
+        or model_name_or_path.startswith((".", "~"))
+        or len(parts) > 2
+        or (len(parts) == 2 and Path(parts[0]).is_dir())
+    )
+    if local and not path.is_dir():
+        raise FileNotFoundError(
+            f"model_name_or_path={model_name_or_path!r} is not a folder: give an existing model folder (run the stage "
+            "that writes it first) or a hub id such as HuggingFaceTB/SmolVLM-256M-Instruct"
+        )
+
+
 def load_processor(
     model_name_or_path: str,
     *,
@@ -253,6 +275,7 @@ def load_processor(
     """Load the processor of a hub id or local directory, set up for multi-frame clips and answer-only loss."""
     from transformers import AutoProcessor
 
+    check_model_source(model_name_or_path)
     processor = AutoProcessor.from_pretrained(
         model_name_or_path, revision=revision, trust_remote_code=trust_remote_code
     )
@@ -330,6 +353,7 @@ def load_model(
 
     if not model_args.model_name_or_path:
         raise ValueError("ModelConfig.model_name_or_path is required")
+    check_model_source(model_args.model_name_or_path)
     quantization_config = get_quantization_config(model_args)
     kwargs: dict[str, Any] = {
         "revision": model_args.model_revision,

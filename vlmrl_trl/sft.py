@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from trl import ModelConfig, SFTConfig
 
+from .data.bddoia import SPLITS
 from .launch import parse_recipe, run_script
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SYNTHETIC = "synthetic"
+DEFAULT_DATA_DIR = "data/synthetic"
 
 
 @dataclass
@@ -46,7 +48,7 @@ class SFTScriptArguments:
         },
     )
     data_dir: str = field(
-        default="data/synthetic",
+        default=DEFAULT_DATA_DIR,
         metadata={"help": f"Folder of the synthetic clips when dataset_name is '{SYNTHETIC}'."},
     )
     dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
@@ -92,6 +94,14 @@ class SFTScriptArguments:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1 when set, got {value}")
+        for name in ("dataset_train_split", "dataset_test_split"):
+            if getattr(self, name) not in SPLITS:
+                raise ValueError(f"{name} must be one of {', '.join(SPLITS)}, got {getattr(self, name)!r}")
+        if self.dataset_name != SYNTHETIC and self.data_dir != DEFAULT_DATA_DIR:
+            raise ValueError(
+                f"data_dir={self.data_dir!r} is only read with dataset_name={SYNTHETIC!r}; a BDD-OIA copy is "
+                f"given by its root folder as dataset_name (here {self.dataset_name!r})"
+            )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[SFTScriptArguments, SFTConfig, ModelConfig]:
@@ -197,17 +207,7 @@ def build_trainer(
 
     if not model_args.model_name_or_path:
         raise ValueError("model_name_or_path is required (a hub id or a model folder, e.g. outputs/tiny-vlm)")
-    processor = load_processor(
-        model_args.model_name_or_path,
-        image_splitting=script_args.image_splitting,
-        revision=model_args.model_revision,
-        trust_remote_code=training_args.trust_remote_code,
-    )
-    model = load_model(
-        model_args, freeze_vision=script_args.freeze_vision, trust_remote_code=training_args.trust_remote_code
-    )
-    if training_args.gradient_checkpointing:
-        model.config.use_cache = False
+    # The data first, so that a bad dataset fails before a model is downloaded.
     conversation = training_args.assistant_only_loss
     if train_dataset is None:
         train_dataset = build_sft_dataset(
@@ -224,6 +224,17 @@ def build_trainer(
             max_samples=script_args.max_eval_samples,
             conversation=conversation,
         )
+    processor = load_processor(
+        model_args.model_name_or_path,
+        image_splitting=script_args.image_splitting,
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+    )
+    model = load_model(
+        model_args, freeze_vision=script_args.freeze_vision, trust_remote_code=training_args.trust_remote_code
+    )
+    if training_args.gradient_checkpointing:
+        model.config.use_cache = False
     return SFTTrainer(
         model=model,
         args=training_args,

@@ -9,6 +9,7 @@ from vlmrl_trl.rewards import (
     REWARD_REGISTRY,
     ActionReasoningReward,
     build_reward,
+    check_reward_config,
     get_reward_funcs,
     reward_options,
     rewards_from_config,
@@ -49,6 +50,15 @@ def test_unknown_reward_or_option_lists_the_valid_ones():
         get_reward_funcs(["structure"], {"action_reasoning": {}})
     assert "safety_weight" in reward_options("action_reasoning")
     assert set(REWARD_REGISTRY) == {"clip_alignment", "action_reasoning", "structure"}
+
+
+def test_a_recipe_s_rewards_are_checked_without_building_them():
+    """`check_reward_config` validates names and options at parse time, before any CLIP is loaded."""
+    check_reward_config(["clip_alignment", "structure"], {"clip_alignment": {"model": "ViT-B-32"}})
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['modle'\] for reward 'clip_alignment'"):
+        check_reward_config(["clip_alignment"], {"clip_alignment": {"modle": "ViT-B-32"}})
+    with pytest.raises(ValueError, match="options of reward 'structure' must be a mapping"):
+        check_reward_config(["structure"], {"structure": 1})
 
 
 def test_recipe_errors_name_the_key():

@@ -42,11 +42,33 @@ def build_reward(name: str, options: Mapping[str, Any] | None = None) -> RewardF
     """One reward by registry name; an unknown name or option is a ValueError listing the valid ones."""
     cls = _reward_class(name)
     options = dict(options or {})
+    _check_options(name, options)
+    return cls(**options)
+
+
+def _check_options(name: str, options: Mapping[str, Any]) -> None:
     valid = reward_options(name)
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for reward {name!r}; valid options: {', '.join(valid)}")
-    return cls(**options)
+
+
+def check_reward_config(names: Sequence[str], options: Mapping[str, Any] | None = None) -> None:
+    """Check reward names and option names without building anything (a recipe is checked when it is read);
+    unknown names, options for a reward not listed, or unknown options are a ValueError listing the valid ones."""
+    if isinstance(names, str):
+        names = [names]
+    if not names:
+        raise ValueError(f"no reward functions given; valid rewards: {', '.join(REWARD_REGISTRY)}")
+    for name in names:
+        _reward_class(name)
+    for name, value in dict(options or {}).items():
+        _reward_class(name)
+        if name not in names:
+            raise ValueError(f"options given for reward {name!r}, which is not in reward_funcs {list(names)}")
+        if not isinstance(value, Mapping):
+            raise ValueError(f"options of reward {name!r} must be a mapping of option names to values, got {value!r}")
+        _check_options(name, value)
 
 
 def get_reward_funcs(
@@ -56,16 +78,8 @@ def get_reward_funcs(
     error (a typo would otherwise be silently ignored)."""
     if isinstance(names, str):
         names = [names]
-    if not names:
-        raise ValueError(f"no reward functions given; valid rewards: {', '.join(REWARD_REGISTRY)}")
+    check_reward_config(names, options)
     options = dict(options or {})
-    for name in options:
-        _reward_class(name)
-        if name not in names:
-            raise ValueError(f"options given for reward {name!r}, which is not in reward_funcs {list(names)}")
-    for name, value in options.items():
-        if not isinstance(value, Mapping):
-            raise ValueError(f"options of reward {name!r} must be a mapping of option names to values, got {value!r}")
     return [build_reward(name, options.get(name)) for name in names]
 
 
@@ -96,6 +110,7 @@ __all__ = [
     "RewardFunction",
     "StructureReward",
     "build_reward",
+    "check_reward_config",
     "completion_text",
     "get_reward_funcs",
     "reward_options",
