@@ -78,6 +78,16 @@ def test_command_line_overrides_the_recipe() -> None:
     assert args.learning_rate == 0.5 and script_args.num_frames == 2
 
 
+def test_the_deprecated_checkpointing_flag_overrides_the_recipe_like_any_flag() -> None:
+    """transformers 5 ignores `gradient_checkpointing` when `activation_checkpointing` is set, as every recipe does;
+    given on the command line it must still win."""
+    recipe = REPO_ROOT / "recipes" / "tiny" / "sft" / "config_synthetic.yaml"
+    _, args, _ = parse_args(["--config", str(recipe), "--gradient_checkpointing", "true"])
+    assert args.activation_checkpointing is True and args.gradient_checkpointing is True
+    _, args, _ = parse_args(["--config", str(recipe), '--gradient_checkpointing_kwargs={"use_reentrant": true}'])
+    assert args.activation_checkpointing_kwargs == {"use_reentrant": True}
+
+
 def test_unknown_recipe_key_is_rejected_by_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("model_name_or_path: some/model\nbf16: false\nlerning_rate: 0.1\n")

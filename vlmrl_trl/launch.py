@@ -58,6 +58,23 @@ def check_launch(args: TrainingArguments) -> None:
         )
 
 
+# transformers 5 keeps `gradient_checkpointing*` as aliases that count only when the new name is unset.
+_DEPRECATED_ALIASES = {
+    "--gradient_checkpointing": "--activation_checkpointing",
+    "--gradient_checkpointing_kwargs": "--activation_checkpointing_kwargs",
+}
+
+
+def renamed_aliases(argv: Sequence[str]) -> list[str]:
+    """Command-line arguments with transformers' deprecated ``--gradient_checkpointing*`` spelt by their new names,
+    so that, like any override, they win over a recipe's ``activation_checkpointing*`` instead of being ignored."""
+    renamed = []
+    for arg in argv:
+        name, sep, value = arg.partition("=")
+        renamed.append(_DEPRECATED_ALIASES.get(name, name) + sep + value)
+    return renamed
+
+
 def parse_recipe(dataclass_types: tuple[type, ...], argv: Sequence[str] | None = None) -> tuple:
     """A stage script's arguments: ``--config recipe.yaml`` plus command-line overrides of the same keys, parsed by
     ``TrlParser`` into ``dataclass_types`` (script arguments, training arguments, ``ModelConfig``). ``ddp_backend``
@@ -65,6 +82,7 @@ def parse_recipe(dataclass_types: tuple[type, ...], argv: Sequence[str] | None =
     processes that would not train together, raise ``ValueError``."""
     parser = TrlParser(dataclass_types)
     set_launch_defaults(parser)
+    argv = renamed_aliases(sys.argv[1:] if argv is None else argv)
     parsed = parser.parse_args_and_config(args=argv, fail_with_unknown_args=True)
     check_launch(parsed[1])
     return tuple(parsed)
