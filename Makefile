@@ -23,7 +23,7 @@ TINY_SFT := outputs/tiny-vlm-sft/config.json
 # Which of them a recipe needs (none for a hub model).
 tiny_inputs = $(if $(findstring recipes/tiny/,$(RECIPE)),$(1))
 
-.PHONY: install test lint format demo sft grpo-stage2 grpo-stage3 ppo-stage1 tiny-inputs
+.PHONY: install test lint format demo sft grpo-stage2 grpo-stage3 ppo-stage1
 
 install: $(STAMP)
 
@@ -61,9 +61,14 @@ sft: $(STAMP)
 	$(if $(call tiny_inputs,x),$(MAKE) $(TINY_VLM) $(SYNTH))
 	$(RUN) vlmrl_trl.sft --config $(RECIPE) $(ARGS)
 
+# Stage 2's rewards (R2, R3) need no CLIP; stage 3's R1 reads the tiny one.
 grpo-stage2: RECIPE ?= recipes/tiny/grpo/config_stage2.yaml
+grpo-stage2: $(STAMP)
+	$(if $(call tiny_inputs,x),$(MAKE) $(if $(CHECKPOINT),,$(TINY_SFT)) $(SYNTH))
+	$(RUN) vlmrl_trl.grpo --config $(RECIPE) $(FROM_CHECKPOINT) $(ARGS)
+
 grpo-stage3: RECIPE ?= recipes/tiny/grpo/config_stage3.yaml
-grpo-stage2 grpo-stage3: $(STAMP)
+grpo-stage3: $(STAMP)
 	$(if $(call tiny_inputs,x),$(MAKE) $(if $(CHECKPOINT),,$(TINY_SFT)) $(TINY_CLIP))
 	$(RUN) vlmrl_trl.grpo --config $(RECIPE) $(FROM_CHECKPOINT) $(ARGS)
 

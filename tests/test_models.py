@@ -79,6 +79,11 @@ def test_build_is_deterministic_and_checks_geometry(tmp_path: Path, tiny_vlm_dir
     assert (again / "model.safetensors").read_bytes() == (tiny_vlm_dir / "model.safetensors").read_bytes()
     with pytest.raises(ValueError, match="image_size=120"):
         build_tiny_vlm(tmp_path / "bad", image_size=120)
+    with pytest.raises(ValueError, match="image_size must be a positive integer, got 0"):
+        build_tiny_vlm(tmp_path / "bad", image_size=0)
+    with pytest.raises(ValueError, match="text_hidden_size=100 must be divisible by 2 \\* text_heads=8"):
+        build_tiny_vlm(tmp_path / "bad", text_hidden_size=100)
+    assert not (tmp_path / "bad").exists(), "nothing is written for a bad geometry"
 
 
 def test_heavier_vision_variant(tmp_path: Path) -> None:

@@ -159,6 +159,28 @@ def build_tiny_vlm(
     )
     from transformers.models.idefics3.configuration_idefics3 import Idefics3VisionConfig
 
+    sizes = dict(
+        image_size=image_size,
+        patch_size=patch_size,
+        vision_hidden_size=vision_hidden_size,
+        vision_layers=vision_layers,
+        vision_heads=vision_heads,
+        text_hidden_size=text_hidden_size,
+        text_layers=text_layers,
+        text_heads=text_heads,
+        vocab_size=vocab_size,
+        scale_factor=scale_factor,
+    )
+    for name, value in sizes.items():
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if vision_hidden_size % vision_heads:
+        raise ValueError(f"vision_hidden_size={vision_hidden_size} must be divisible by vision_heads={vision_heads}")
+    if text_hidden_size % (2 * text_heads):
+        raise ValueError(
+            f"text_hidden_size={text_hidden_size} must be divisible by 2 * text_heads={2 * text_heads} (an even "
+            "head size for rotary embeddings)"
+        )
     patches_per_side = image_size // patch_size
     if image_size % patch_size or patches_per_side % scale_factor:
         raise ValueError(
