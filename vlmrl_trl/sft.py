@@ -76,6 +76,13 @@ class SFTScriptArguments:
     synthetic_val_clips: int = field(default=200, metadata={"help": "Val clips generated with the synthetic set."})
     synthetic_test_clips: int = field(default=500, metadata={"help": "Test clips generated with the synthetic set."})
     synthetic_seed: int = field(default=0, metadata={"help": "Seed of the generated synthetic set."})
+    skip_invalid: bool = field(
+        default=False,
+        metadata={
+            "help": "Skip BDD-OIA entries with a missing or corrupt frame or malformed labels (a warning gives the "
+            "counts) instead of stopping with an error that lists them."
+        },
+    )
     freeze_vision: bool = field(default=False, metadata={"help": "Do not train the vision encoder."})
     image_splitting: bool = field(
         default=False,
@@ -145,7 +152,13 @@ def load_clips(script_args: SFTScriptArguments, split: str) -> Dataset:
             raise FileNotFoundError(
                 f"dataset_name={script_args.dataset_name!r} is neither '{SYNTHETIC}' nor a BDD-OIA folder"
             )
-    return load_bddoia(root, split, num_frames=script_args.num_frames, frame_stride=script_args.frame_stride)
+    return load_bddoia(
+        root,
+        split,
+        num_frames=script_args.num_frames,
+        frame_stride=script_args.frame_stride,
+        skip_invalid=script_args.skip_invalid,
+    )
 
 
 def to_messages(dataset: Dataset) -> Dataset:

@@ -10,6 +10,7 @@ import pytest
 
 from vlmrl_trl.cli import main
 from vlmrl_trl.data import BDDOIADataError, load_bddoia
+from vlmrl_trl.sft import SFTScriptArguments, load_clips
 
 A_STOP = [0, 1, 0, 0]
 R_RED = [0] * 7 + [1] + [0] * 13
@@ -164,11 +165,14 @@ def test_skip_invalid_warns_with_counts_and_keeps_the_good_clips(make_root, case
 
 
 def test_error_names_the_skip_option_as_each_caller_spells_it(make_root, capsys: pytest.CaptureFixture[str]) -> None:
-    """Python callers read ``skip_invalid=True``; CLI users read ``--skip-invalid``, which then works."""
+    """Python and recipe users read ``skip_invalid=True``, CLI users ``--skip-invalid``; each then works."""
     root = make_root({"a.jpg": (A_STOP, R_RED), "b.jpg": (A_STOP, R_RED)})
     (root / "data" / "b.jpg").unlink()
-    with pytest.raises(BDDOIADataError, match=r"skip_invalid=True in Python, --skip-invalid with 'vlmrl-trl data"):
+    with pytest.raises(BDDOIADataError, match=r"skip_invalid=True in Python and in recipes, --skip-invalid with"):
         load_bddoia(root, "val", num_frames=1)
+    recipe_args = SFTScriptArguments(dataset_name=str(root), num_frames=1, skip_invalid=True)
+    with pytest.warns(UserWarning, match="1 invalid entries skipped"):
+        assert len(load_clips(recipe_args, "val")) == 1
 
     check = ["data", "check", "--root", str(root), "--split", "val", "--num-frames", "1"]
     assert main(check) == 2

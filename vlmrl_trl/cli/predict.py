@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (with --do-sample)")
     p.add_argument("--seed", type=int, default=0, help="random seed for sampling (default: 0)")
     p.add_argument("--max-samples", type=int, default=None, help="predict only the first N clips of the split")
+    p.add_argument(
+        "--skip-invalid", action="store_true", help="skip clips with a missing frame or bad labels (warns with counts)"
+    )
     p.add_argument("--dtype", default="auto", help="model dtype: auto, bfloat16, float16 or float32 (default: auto)")
     p.add_argument("--device", default=None, help="cuda, cpu, ... (default: cuda when available)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from the hub")
@@ -66,7 +69,12 @@ def run_predict(args: argparse.Namespace) -> int:
     root = root.resolve()  # absolute frame paths in the records: eval may run from elsewhere
     # Only check that the frames exist: generation decodes them anyway, and --max-samples may use few.
     clips = load_bddoia(
-        root, args.split, num_frames=args.num_frames, frame_stride=args.frame_stride, check_images="exists"
+        root,
+        args.split,
+        num_frames=args.num_frames,
+        frame_stride=args.frame_stride,
+        check_images="exists",
+        skip_invalid=args.skip_invalid,
     )
     if args.max_samples is not None:
         clips = clips.select(range(min(args.max_samples, len(clips))))

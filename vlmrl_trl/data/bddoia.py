@@ -62,8 +62,8 @@ class BDDOIADataError(ValueError):
         more = f"\n  ... and {len(issues) - 10} more" if len(issues) > 10 else ""
         super().__init__(
             f"{len(issues)} invalid entr{'y' if len(issues) == 1 else 'ies'} in BDD-OIA split {split!r} "
-            f"(fix or remove them, or skip them with a warning: skip_invalid=True in Python, --skip-invalid "
-            f"with 'vlmrl-trl data check'):\n  {shown}{more}"
+            f"(fix or remove them, or skip them with a warning: skip_invalid=True in Python and in recipes, "
+            f"--skip-invalid with 'vlmrl-trl data check' and 'vlmrl-trl predict'):\n  {shown}{more}"
         )
 
 
