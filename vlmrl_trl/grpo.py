@@ -26,7 +26,7 @@ from trl import ModelConfig
 
 from .launch import parse_recipe, run_script
 from .rewards import check_reward_config
-from .sft import SFTScriptArguments, load_clips
+from .sft import SFTScriptArguments, load_clips, load_model_and_processor
 from .trainers.grpo_config import VLMGRPOConfig
 
 if TYPE_CHECKING:
@@ -108,7 +108,6 @@ def build_trainer(
     the PPO script does); datasets default to the ones ``script_args`` names."""
     from trl import get_peft_config
 
-    from .models import load_model, load_processor
     from .rewards import get_reward_funcs
     from .trainers.grpo_trainer import VLMGRPOTrainer
 
@@ -124,15 +123,7 @@ def build_trainer(
             script_args, script_args.dataset_test_split, max_samples=script_args.max_eval_samples
         )
     reward_funcs = get_reward_funcs(script_args.reward_funcs, script_args.reward_kwargs)
-    processor = load_processor(
-        model_args.model_name_or_path,
-        image_splitting=script_args.image_splitting,
-        revision=model_args.model_revision,
-        trust_remote_code=training_args.trust_remote_code,
-    )
-    model = load_model(
-        model_args, freeze_vision=script_args.freeze_vision, trust_remote_code=training_args.trust_remote_code
-    )
+    model, processor = load_model_and_processor(script_args, training_args, model_args)
     return (trainer_cls or VLMGRPOTrainer)(
         model=model,
         reward_funcs=reward_funcs,

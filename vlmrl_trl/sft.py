@@ -28,6 +28,7 @@ from .launch import parse_recipe, run_script
 
 if TYPE_CHECKING:
     from datasets import Dataset
+    from transformers import PreTrainedModel, ProcessorMixin, TrainingArguments
     from trl import SFTTrainer
 
 logger = logging.getLogger(__name__)
@@ -205,6 +206,24 @@ def build_sft_dataset(
     return to_messages(dataset) if conversation else dataset
 
 
+def load_model_and_processor(
+    script_args: SFTScriptArguments, training_args: TrainingArguments, model_args: ModelConfig
+) -> tuple[PreTrainedModel, ProcessorMixin]:
+    """The model and processor a stage starts from, as the recipe's model, frame and vision options say."""
+    from .models import load_model, load_processor
+
+    processor = load_processor(
+        model_args.model_name_or_path,
+        image_splitting=script_args.image_splitting,
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+    )
+    model = load_model(
+        model_args, freeze_vision=script_args.freeze_vision, trust_remote_code=training_args.trust_remote_code
+    )
+    return model, processor
+
+
 def build_trainer(
     script_args: SFTScriptArguments,
     training_args: SFTConfig,
@@ -215,8 +234,6 @@ def build_trainer(
 ) -> SFTTrainer:
     """Model, processor, data and an ``SFTTrainer``; datasets default to the ones ``script_args`` names."""
     from trl import SFTTrainer, get_peft_config
-
-    from .models import load_model, load_processor
 
     if not model_args.model_name_or_path:
         raise ValueError("model_name_or_path is required (a hub id or a model folder, e.g. outputs/tiny-vlm)")
@@ -237,15 +254,7 @@ def build_trainer(
             max_samples=script_args.max_eval_samples,
             conversation=conversation,
         )
-    processor = load_processor(
-        model_args.model_name_or_path,
-        image_splitting=script_args.image_splitting,
-        revision=model_args.model_revision,
-        trust_remote_code=training_args.trust_remote_code,
-    )
-    model = load_model(
-        model_args, freeze_vision=script_args.freeze_vision, trust_remote_code=training_args.trust_remote_code
-    )
+    model, processor = load_model_and_processor(script_args, training_args, model_args)
     if training_args.gradient_checkpointing:
         model.config.use_cache = False
     return SFTTrainer(
