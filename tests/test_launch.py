@@ -1,8 +1,9 @@
 """Launch helpers: gloo by default for launched CPU processes, clear errors for launches that would not train
-together, and a clean end of the process group."""
+together, the checkpoint an interrupted run resumes from, and a clean end of the process group."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -11,7 +12,7 @@ import torch.distributed as dist
 from accelerate.utils import DistributedType
 from transformers import HfArgumentParser, TrainingArguments
 
-from vlmrl_trl.launch import check_launch, end_distributed, set_launch_defaults
+from vlmrl_trl.launch import check_launch, checkpoint_to_resume, end_distributed, set_launch_defaults
 
 
 def launched_args(distributed_type: DistributedType) -> SimpleNamespace:
@@ -70,3 +71,27 @@ def test_end_distributed_closes_the_process_group(tmp_path) -> None:
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     end_distributed()
     assert not dist.is_initialized()
+
+
+def resume_args(output_dir: Path, value: str | bool | None) -> SimpleNamespace:
+    return SimpleNamespace(output_dir=str(output_dir), resume_from_checkpoint=value)
+
+
+def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path: Path, caplog) -> None:
+    for step in (2, 10):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    with caplog.at_level("WARNING"):
+        assert checkpoint_to_resume(resume_args(tmp_path, None)) == str(tmp_path / "checkpoint-10")
+    assert "resuming from" in caplog.text and "--resume_from_checkpoint false" in caplog.text
+    assert checkpoint_to_resume(resume_args(tmp_path, "true")) == str(tmp_path / "checkpoint-10")
+    assert checkpoint_to_resume(resume_args(tmp_path, "false")) is None
+    named = str(tmp_path / "checkpoint-2")
+    assert checkpoint_to_resume(resume_args(tmp_path, named)) == named
+
+
+def test_a_fresh_output_dir_starts_afresh_and_bad_resume_requests_name_the_option(tmp_path: Path) -> None:
+    assert checkpoint_to_resume(resume_args(tmp_path / "new", None)) is None
+    with pytest.raises(FileNotFoundError, match="resume_from_checkpoint=true, but output_dir=.* holds no checkpoint"):
+        checkpoint_to_resume(resume_args(tmp_path, "true"))
+    with pytest.raises(FileNotFoundError, match="resume_from_checkpoint='.*missing' is not a checkpoint folder"):
+        checkpoint_to_resume(resume_args(tmp_path, str(tmp_path / "missing")))

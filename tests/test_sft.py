@@ -220,3 +220,35 @@ def test_tiny_recipe_end_to_end_on_generated_clips(tmp_path: Path, tiny_vlm_dir:
     assert (tmp_path / "synthetic" / "train_25k_images_actions.json").is_file()
     assert (out / "model.safetensors").is_file()
     assert "{% generation %}" in load_processor(str(out)).chat_template
+
+
+def test_an_interrupted_run_continues_from_its_last_checkpoint(
+    tmp_path: Path, tiny_vlm_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run again with the same output_dir, a stage script resumes from the last checkpoint instead of restarting."""
+    from transformers import Trainer
+
+    out = tmp_path / "sft"
+    argv = [
+        "--config", str(REPO_ROOT / "recipes" / "tiny" / "sft" / "config_synthetic.yaml"),
+        "--model_name_or_path", str(tiny_vlm_dir),
+        "--data_dir", str(tmp_path / "synthetic"),
+        "--synthetic_train_clips", "4", "--synthetic_val_clips", "1", "--synthetic_test_clips", "1",
+        "--num_frames", "1", "--per_device_train_batch_size", "1", "--gradient_accumulation_steps", "1",
+        "--save_strategy", "steps", "--save_steps", "2",
+        "--output_dir", str(out),
+    ]  # fmt: skip
+    assert cli([*argv, "--max_steps", "2"]) == 0  # the "interrupted" run: stopped after its checkpoint-2
+    assert (out / "checkpoint-2" / "trainer_state.json").is_file()
+
+    steps = []
+    training_step = Trainer.training_step
+
+    def counted_step(self, *args, **kwargs):
+        steps.append(1)
+        return training_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "training_step", counted_step)
+    assert cli([*argv, "--max_steps", "3"]) == 0
+    assert len(steps) == 1, "only the step after checkpoint-2 is trained again"
+    assert (out / "checkpoint-3").is_dir()

@@ -6,11 +6,13 @@ check fails), and processes launched with the DDP config train alone unless ``AC
 `set_launch_defaults` makes ``gloo`` the default ``ddp_backend`` there, `check_launch` turns the second case into a
 clear error (as is ``ACCELERATE_USE_CPU=true`` with DeepSpeed, which would silently run plain DDP), and
 `end_distributed` closes the process group at the end of a run. `parse_recipe` (the stage scripts' argument parsing)
-applies the first two, and `run_script` (their entry point) the last.
+applies the first two and picks the checkpoint to resume from (`checkpoint_to_resume`), and `run_script` (their entry
+point) the last.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -22,6 +24,8 @@ from trl import TrlParser
 
 if TYPE_CHECKING:
     from transformers import HfArgumentParser, TrainingArguments
+
+logger = logging.getLogger(__name__)
 
 
 def launched_processes() -> int:
@@ -85,7 +89,35 @@ def parse_recipe(dataclass_types: tuple[type, ...], argv: Sequence[str] | None =
     argv = renamed_aliases(sys.argv[1:] if argv is None else argv)
     parsed = parser.parse_args_and_config(args=argv, fail_with_unknown_args=True)
     check_launch(parsed[1])
+    parsed[1].resume_from_checkpoint = checkpoint_to_resume(parsed[1])
     return tuple(parsed)
+
+
+def checkpoint_to_resume(args: TrainingArguments) -> str | None:
+    """The checkpoint a run continues from, so that an interrupted run picks up where it stopped (as open-r1's
+    scripts do): ``resume_from_checkpoint`` when it names a folder; the last ``checkpoint-*`` of ``output_dir``
+    when it is ``true``, or when it is unset and ``output_dir`` holds one; none with ``false``."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    value = args.resume_from_checkpoint
+    flag = str(value).lower() if isinstance(value, (bool, str)) else None
+    if flag in ("false", "no", "0"):
+        return None
+    asked_for_last = flag in ("true", "yes", "1")
+    if value is not None and not asked_for_last:
+        if not os.path.isdir(value):
+            raise FileNotFoundError(f"resume_from_checkpoint={value!r} is not a checkpoint folder")
+        return str(value)
+    last = get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
+    if last is None and asked_for_last:
+        raise FileNotFoundError(
+            f"resume_from_checkpoint=true, but output_dir={args.output_dir!r} holds no checkpoint-* folder"
+        )
+    if last is not None and value is None:
+        logger.warning(
+            "%s holds %s: resuming from it (--resume_from_checkpoint false starts afresh)", args.output_dir, last
+        )
+    return last
 
 
 def end_distributed() -> None:
