@@ -199,6 +199,18 @@ def test_save_model_writes_the_head_beside_the_model(make_trainer, tmp_path):
     assert (tmp_path / "final" / VALUE_HEAD_FILE).is_file() and (tmp_path / "final" / "config.json").is_file()
 
 
+def test_a_saved_head_is_restored_and_size_options_it_overrides_are_named(make_trainer, tmp_path, caplog):
+    trainer = make_trainer()
+    with torch.no_grad():
+        trainer._value_head.mlp[-1].weight.fill_(0.5)  # unlike any fresh head, whose output layer starts at 0
+    trainer.save_model(str(tmp_path / "final"))
+    saved = head_state(trainer)
+    with caplog.at_level("WARNING"):
+        restored = make_trainer(value_head_path=str(tmp_path / "final"), value_head_num_layers=3)
+    assert all(torch.equal(saved[k], v) for k, v in head_state(restored).items())
+    assert "has width" in caplog.text and "apply to fresh heads only" in caplog.text
+
+
 def test_lora_keeps_the_value_head_trainable_and_saves_it_with_the_adapter(make_trainer, tmp_path):
     from peft import LoraConfig
 

@@ -147,7 +147,15 @@ class VLMPPOTrainer(VLMGRPOTrainer):
                     f"the value head at {source} reads hidden states of size {head.hidden_size}, but the model's are "
                     f"{hidden_size}"
                 )
-            logger.info("VLMPPOTrainer: value head restored from %s", source)
+            asked = (self.args.value_head_hidden_size or hidden_size, self.args.value_head_num_layers)
+            if asked != (head.width, head.num_layers):
+                logger.warning(
+                    "VLMPPOTrainer: the value head restored from %s has width %d and %d layers; "
+                    "value_head_hidden_size/value_head_num_layers (%d, %d) apply to fresh heads only",
+                    source, head.width, head.num_layers, *asked,
+                )  # fmt: skip
+            else:
+                logger.info("VLMPPOTrainer: value head restored from %s", source)
         else:
             head = ValueHead(hidden_size, self.args.value_head_hidden_size, self.args.value_head_num_layers)
         return head.to(next(policy.parameters()).device)
