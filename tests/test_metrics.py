@@ -101,6 +101,24 @@ def test_decision_metrics_scores_raw_outputs_and_json_validity():
     assert m["actions"]["per_class"]["move_forward"] == 1.0 and m["actions"]["per_class"]["stop"] == 0.0
 
 
+def test_strict_json_validity_wants_nothing_but_the_json():
+    """A decision read out of prose or a code fence counts for `json_validity`, not for the strict rate."""
+    decision = render_decision([1, 0, 0, 0], [1] + [0] * 20, "clear")
+    outputs = [decision, f"  {decision}\n", f"Sure! {decision}", f"```json\n{decision}\n```", "no json"]
+    m = decision_metrics(outputs, [[1, 0, 0, 0]] * 5, [[1] + [0] * 20] * 5)
+    assert m["json_validity"] == pytest.approx(4 / 5)
+    assert m["strict_json_validity"] == pytest.approx(2 / 5)
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [([[1, 0, -1, 0]], "must be 0/1 bits"), ([[1, 0, 0, 0, 1]], r"shape \(n, 4\)"), ([1, 0, 0, 0], r"shape \(n, 4\)")],
+)
+def test_malformed_label_matrices_are_rejected(labels, message):
+    with pytest.raises(ValueError, match=message):
+        multilabel_metrics(labels, [[1, 0, 1, 0]], ACTION_IDS)
+
+
 def _write_predictions(path, records):
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
 
@@ -118,7 +136,7 @@ def test_score_command_writes_metrics_json(tmp_path, capsys):
     _write_predictions(tmp_path / "preds.jsonl", records)
     assert main(["score", "--predictions", str(tmp_path / "preds.jsonl"), "--out", str(tmp_path / "out")]) == 0
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
-    assert set(metrics) == {"actions", "reasons", "json_validity", "n"}
+    assert set(metrics) == {"actions", "reasons", "json_validity", "strict_json_validity", "n"}
     for group, ids in (("actions", ACTION_IDS), ("reasons", REASON_IDS)):
         assert {"f1_all", "mf1", "micro_f1", "exact_match", "accuracy", "per_class"} <= set(metrics[group])
         assert list(metrics[group]["per_class"]) == list(ids)

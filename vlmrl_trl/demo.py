@@ -89,6 +89,7 @@ def headline(metrics: dict[str, Any]) -> dict[str, float]:
         "reason_f1_all": metrics["reasons"]["f1_all"],
         "reason_mf1": metrics["reasons"]["mf1"],
         "json_validity": metrics["json_validity"],
+        "strict_json_validity": metrics["strict_json_validity"],
     }
 
 

@@ -2,7 +2,12 @@
 
 Per class: binary precision/recall/F1 (sklearn's ``average=None``). ``mf1``: mean of the per-class F1s.
 ``f1_all``: F1 averaged over samples (``average="samples"``), a sample with no true and no predicted
-label scoring 0. Undefined ratios count as 0, as sklearn's default does.
+label scoring 0. Undefined ratios count as 0, as sklearn's default does. ``accuracy`` is per label bit
+(Hamming accuracy; high on the mostly-zero reason bits), ``exact_match`` per sample.
+
+``json_validity``: the fraction of outputs from which a schema-valid decision is read (their first JSON
+object, as scoring reads it); ``strict_json_validity``: the fraction that are such an object and nothing
+else (whitespace aside), the method's Stage 3 format.
 """
 
 from __future__ import annotations
@@ -14,7 +19,16 @@ from typing import Any
 
 import numpy as np
 
-from .schema import ACTION_IDS, NUM_ACTIONS, NUM_REASONS, REASON_IDS, Decision, parse_decision
+from .schema import (
+    ACTION_IDS,
+    NUM_ACTIONS,
+    NUM_REASONS,
+    REASON_IDS,
+    Decision,
+    ParseFailure,
+    extract_json_object,
+    parse_decision,
+)
 
 
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -23,8 +37,13 @@ def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 def multilabel_metrics(y_true: Any, y_pred: Any, names: Sequence[str]) -> dict[str, Any]:
     """All metrics of one label group (actions or reasons) for 0/1 matrices of shape (n, len(names))."""
-    t = np.asarray(y_true, dtype=np.int64).reshape(-1, len(names))
-    p = np.asarray(y_pred, dtype=np.int64).reshape(-1, len(names))
+    t, p = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    for what, bits in (("labels", t), ("predictions", p)):
+        if bits.size and (bits.ndim != 2 or bits.shape[1] != len(names)):
+            raise ValueError(f"{what} must be a matrix of shape (n, {len(names)}), got shape {bits.shape}")
+        if not np.isin(bits, (0, 1)).all():
+            raise ValueError(f"{what} must be 0/1 bits, got values {sorted(set(np.unique(bits)) - {0, 1})}")
+    t, p = t.reshape(-1, len(names)), p.reshape(-1, len(names))
     if t.shape != p.shape:
         raise ValueError(f"labels {t.shape} and predictions {p.shape} differ in shape")
     tp, fp, fn = (t & p).sum(0), ((1 - t) & p).sum(0), (t & (1 - p)).sum(0)
@@ -45,12 +64,19 @@ def multilabel_metrics(y_true: Any, y_pred: Any, names: Sequence[str]) -> dict[s
     }
 
 
+def is_json_only(text: str) -> bool:
+    """Whether ``text`` is its first JSON object and nothing else (whitespace aside): no prose, no code fence."""
+    found = extract_json_object(text)
+    return not isinstance(found, ParseFailure) and text.strip() == text[found.start : found.end]
+
+
 def decision_metrics(outputs: Sequence[str], action_labels: Any, reason_labels: Any) -> dict[str, Any]:
     """Score raw model outputs against label bits: an unparseable output predicts no label at all."""
     if not (len(outputs) == len(action_labels) == len(reason_labels)):
         raise ValueError("outputs, action labels and reason labels must have the same length")
     parsed = [parse_decision(text) for text in outputs]
     decisions = [d for d in parsed if isinstance(d, Decision)]
+    strict = sum(isinstance(d, Decision) and is_json_only(text) for d, text in zip(parsed, outputs, strict=True))
     pred_actions = [d.action_bits() if isinstance(d, Decision) else [0] * NUM_ACTIONS for d in parsed]
     pred_reasons = [d.reason_bits() if isinstance(d, Decision) else [0] * NUM_REASONS for d in parsed]
     n = len(outputs)
@@ -58,6 +84,7 @@ def decision_metrics(outputs: Sequence[str], action_labels: Any, reason_labels: 
         "actions": multilabel_metrics(action_labels, pred_actions, ACTION_IDS),
         "reasons": multilabel_metrics(reason_labels, pred_reasons, REASON_IDS),
         "json_validity": len(decisions) / n if n else 0.0,
+        "strict_json_validity": strict / n if n else 0.0,
         "n": n,
     }
 
@@ -104,7 +131,11 @@ def score_records(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
 def format_metrics_table(metrics: Mapping[str, Any]) -> str:
     """A plain-text table of the headline numbers and per-class F1."""
-    lines = [f"n = {metrics['n']}   JSON validity = {metrics['json_validity']:.4f}", ""]
+    lines = [
+        f"n = {metrics['n']}   JSON validity = {metrics['json_validity']:.4f}   "
+        f"(strict, nothing but the JSON: {metrics['strict_json_validity']:.4f})",
+        "",
+    ]
     keys = ("f1_all", "mf1", "micro_f1", "exact_match", "accuracy")
     lines.append(f"{'':10}" + "".join(f"{k:>13}" for k in keys))
     for group in ("actions", "reasons"):

@@ -332,7 +332,8 @@ def render_report(
 <style>{_CSS}</style></head>
 <body>
 <h1>{html.escape(title)}</h1>
-<p class="sub">{metrics["n"]} clips · JSON validity {metrics["json_validity"]:.3f} ({n_invalid} invalid outputs) ·
+<p class="sub">{metrics["n"]} clips · JSON validity {metrics["json_validity"]:.3f} ({n_invalid} invalid outputs;
+strict, nothing but the JSON: {metrics["strict_json_validity"]:.3f}) ·
 showing {len(picked)} clips sampled with seed {seed}</p>
 {_metrics_table(metrics)}
 <img class="bars" src="{bars_src}" {_html_size(bars)} alt="per-class F1 bars">
