@@ -64,6 +64,33 @@ def test_load_errors_name_what_is_wrong(tmp_path):
         load_clip(f"local-dir:{tmp_path}", device="cpu")
     with pytest.raises(ValueError, match="no pretrained tags"):
         load_clip(TINY_CLIP, pretrained="laion2b", device="cpu")
+    with pytest.raises(ValueError, match="'pretrained' is not used with a hub CLIP"):
+        load_clip("hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K", pretrained="openai", device="cpu")
+
+
+def test_hub_clips_are_loaded_by_open_clip_and_unweighted_names_warn(monkeypatch, caplog):
+    """`hf-hub:` names go to open_clip as they are; an open_clip name without weights is random, and says so."""
+    import open_clip
+
+    asked = []
+
+    def create(name, **kwargs):
+        asked.append((name, kwargs.get("pretrained")))
+        raise RuntimeError("stop before any download")
+
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", create)
+    for name in ("hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "ViT-B-32"):
+        with caplog.at_level("WARNING"), pytest.raises(RuntimeError, match="stop before"):
+            load_clip(name, device="cpu")
+    assert asked == [("hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K", None), ("ViT-B-32", None)]
+    assert "CLIP ViT-B-32 has no 'pretrained' weights named" in caplog.text
+    assert "hf-hub" not in caplog.text
+
+
+def test_texts_are_encoded_in_batches_with_the_same_result():
+    encoder = load_clip(TINY_CLIP, device="cpu")
+    texts = [f"a car {i} metres ahead" for i in range(7)]
+    assert torch.allclose(encoder.encode_texts(texts, batch_size=3), encoder.encode_texts(texts), atol=1e-6)
 
 
 def test_pairwise_accuracy_ignores_pairs_with_the_same_description():

@@ -8,6 +8,7 @@ checkpoint is given), which ``fit_clip`` trains on the synthetic clips so the of
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -19,6 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+logger = logging.getLogger(__name__)
 
 TINY_CLIP = "vlmrl-tiny"
 # A small CLIP that trains on CPU in minutes: a ResNet image tower (a CNN learns far faster from a few hundred
@@ -64,10 +67,14 @@ class ClipEncoder:
         return torch.cat(chunks)
 
     @torch.no_grad()
-    def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
-        """(N, D) unit-norm embeddings of texts (truncated to the model's context length), in one forward pass."""
-        tokens = self.tokenizer(list(texts)).to(self.device)
-        return F.normalize(self.model.encode_text(tokens).float(), dim=-1)
+    def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+        """(N, D) unit-norm embeddings of texts (truncated to the model's context length), ``batch_size`` texts per
+        forward pass (dense R1 scores many prefixes at once)."""
+        chunks = []
+        for start in range(0, len(texts), batch_size):
+            tokens = self.tokenizer(list(texts[start : start + batch_size])).to(self.device)
+            chunks.append(F.normalize(self.model.encode_text(tokens).float(), dim=-1))
+        return torch.cat(chunks)
 
     @torch.no_grad()
     def clip_embeddings(self, clips: Sequence[Sequence[Image.Image]], batch_size: int = 64) -> torch.Tensor:
@@ -92,9 +99,10 @@ def load_clip(
 ) -> ClipEncoder:
     """Load a CLIP for inference (eval mode, no gradients) on ``device`` (default: accelerate's device).
 
-    ``model``: ``vlmrl-tiny``, an open_clip name (``open_clip.list_models()``), or an open_clip local-dir folder
-    (``local-dir:PATH``, or a PATH holding ``open_clip_config.json``). ``pretrained``: an open_clip tag or a
-    ``.safetensors``/``.pt`` checkpoint file; not used with a local-dir folder, which holds its own weights.
+    ``model``: ``vlmrl-tiny``, an open_clip name (``open_clip.list_models()``), a hub model (``hf-hub:ORG/NAME``),
+    or an open_clip local-dir folder (``local-dir:PATH``, or a PATH holding ``open_clip_config.json``).
+    ``pretrained``: an open_clip tag or a ``.safetensors``/``.pt`` checkpoint file; not used with a hub model or a
+    local-dir folder, which hold their own weights. An open_clip name without it is a random CLIP (a warning).
     """
     import open_clip
 
@@ -127,13 +135,25 @@ def load_clip(
             clip.to(device)
             preprocess = open_clip.image_transform(TINY_CLIP_CONFIG["vision_cfg"]["image_size"], is_train=False)
             tokenizer = open_clip.SimpleTokenizer(context_length=TINY_CLIP_CONFIG["text_cfg"]["context_length"])
+        elif model.startswith("hf-hub:"):
+            if pretrained is not None:
+                raise ValueError(f"option 'pretrained' is not used with a hub CLIP ({model}), which holds its weights")
+            clip, _, preprocess = open_clip.create_model_and_transforms(model, device=device)
+            tokenizer = open_clip.get_tokenizer(model)
         elif model in open_clip.list_models():
+            if pretrained is None:
+                logger.warning(
+                    "CLIP %s has no 'pretrained' weights named (e.g. pretrained: openai): it is randomly initialised, "
+                    "so R1 scores nothing meaningful",
+                    model,
+                )
             clip, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=pretrained, device=device)
             tokenizer = open_clip.get_tokenizer(model)
         else:
             raise ValueError(
                 f"unknown CLIP model {model!r}: expected {TINY_CLIP!r}, an open_clip local-dir folder "
-                f"('local-dir:PATH'), or an open_clip model name such as ViT-B-32 (see open_clip.list_models())"
+                f"('local-dir:PATH'), a hub model ('hf-hub:ORG/NAME'), or an open_clip model name such as ViT-B-32 "
+                "(see open_clip.list_models())"
             )
     clip.eval().requires_grad_(False)
     return ClipEncoder(clip, preprocess, tokenizer, device)
