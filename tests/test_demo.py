@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +44,33 @@ def test_r2_by_clip_scores_each_prediction_against_its_labels(tmp_path):
     ]
     scores = r2_by_clip(write_predictions(records, tmp_path / "predictions.jsonl"))
     assert scores == {"right": pytest.approx(1.0), "junk": 0.0}
+
+
+def test_every_stage_trains_on_the_clips_it_is_evaluated_on(tmp_path, monkeypatch):
+    """`--data` reaches the three training recipes (their data_dir) as well as the evaluation."""
+    from vlmrl_trl import demo
+
+    commands = []
+
+    def fake_run(command, timings, stage):
+        commands.append(command)
+        if "vlmrl_trl.ppo" in command:
+            ppo_dir = Path(command[command.index("--output_dir") + 1])
+            ppo_dir.mkdir(parents=True)
+            side = {"by_clip": {"a": 0.1, "b": 0.2}, "examples": []}
+            (ppo_dir / "r1_eval.json").write_text(json.dumps({"before": side, "after": side}))
+
+    metrics = {"actions": {"f1_all": 0.5, "mf1": 0.5}, "reasons": {"f1_all": 0.3, "mf1": 0.1}}
+    metrics.update(json_validity=1.0, strict_json_validity=1.0)
+    monkeypatch.setattr(demo, "run", fake_run)
+    monkeypatch.setattr(
+        demo, "predict_and_eval", lambda model, data, *rest: commands.append(["eval", str(data)]) or metrics
+    )
+    monkeypatch.setattr(demo, "r2_by_clip", lambda path: {"a": 0.5, "b": 0.6})
+    data = tmp_path / "my-clips"
+    assert demo.main(["--out", str(tmp_path / "out"), "--data", str(data)]) == 0
+
+    stages = [c for c in commands if any(m in c for m in ("vlmrl_trl.sft", "vlmrl_trl.grpo", "vlmrl_trl.ppo"))]
+    assert len(stages) == 3
+    assert all(c[c.index("--data_dir") + 1] == str(data) for c in stages)
+    assert [c[1] for c in commands if c[0] == "eval"] == [str(data), str(data)]

@@ -96,7 +96,9 @@ def headline(metrics: dict[str, Any]) -> dict[str, float]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="where results go")
-    parser.add_argument("--data", type=Path, default=Path("data/synthetic"), help="the synthetic clips")
+    parser.add_argument(
+        "--data", type=Path, default=Path("data/synthetic"), help="the synthetic clips (trained on and evaluated)"
+    )
     parser.add_argument("--test-clips", type=int, default=None, help="evaluate only the first N test clips")
     parser.add_argument("--skip-rl", action="store_true", help="stop after SFT and its evaluation")
     args = parser.parse_args(argv)
@@ -105,14 +107,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
 
     sft_dir = out / "sft"
-    run([sys.executable, "-m", "vlmrl_trl.sft", "--config", SFT_RECIPE, "--output_dir", str(sft_dir)], timings, "sft")
+    data = ["--data_dir", str(args.data)]  # the recipes' data_dir, so that training and evaluation read one set
+    run(
+        [sys.executable, "-m", "vlmrl_trl.sft", "--config", SFT_RECIPE, *data, "--output_dir", str(sft_dir)],
+        timings, "sft",
+    )  # fmt: skip
     sft_metrics = predict_and_eval(sft_dir, args.data, out, args, timings, "sft_eval")
     summary: dict[str, Any] = {"sft": headline(sft_metrics), "report": str(out / "report.html")}
 
     if not args.skip_rl:
         grpo_dir = out / "grpo-stage2"
         run(
-            [sys.executable, "-m", "vlmrl_trl.grpo", "--config", GRPO_RECIPE,
+            [sys.executable, "-m", "vlmrl_trl.grpo", "--config", GRPO_RECIPE, *data,
              "--model_name_or_path", str(sft_dir), "--output_dir", str(grpo_dir)],
             timings, "grpo_stage2",
         )  # fmt: skip
@@ -125,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         ppo_dir = out / "ppo-stage1"
         run(
-            [sys.executable, "-m", "vlmrl_trl.ppo", "--config", PPO_RECIPE,
+            [sys.executable, "-m", "vlmrl_trl.ppo", "--config", PPO_RECIPE, *data,
              "--model_name_or_path", str(sft_dir), "--output_dir", str(ppo_dir)],
             timings, "ppo_stage1",
         )  # fmt: skip
