@@ -27,7 +27,7 @@ from .schema import (
     Decision,
     ParseFailure,
     extract_json_object,
-    parse_decision,
+    validate_decision_obj,
 )
 
 
@@ -64,19 +64,14 @@ def multilabel_metrics(y_true: Any, y_pred: Any, names: Sequence[str]) -> dict[s
     }
 
 
-def is_json_only(text: str) -> bool:
-    """Whether ``text`` is its first JSON object and nothing else (whitespace aside): no prose, no code fence."""
-    found = extract_json_object(text)
-    return not isinstance(found, ParseFailure) and text.strip() == text[found.start : found.end]
-
-
 def decision_metrics(outputs: Sequence[str], action_labels: Any, reason_labels: Any) -> dict[str, Any]:
     """Score raw model outputs against label bits: an unparseable output predicts no label at all."""
     if not (len(outputs) == len(action_labels) == len(reason_labels)):
         raise ValueError("outputs, action labels and reason labels must have the same length")
-    parsed = [parse_decision(text) for text in outputs]
+    found = [extract_json_object(text) for text in outputs]  # parse_decision, keeping what surrounds each object
+    parsed = [f if isinstance(f, ParseFailure) else validate_decision_obj(f.obj) for f in found]
     decisions = [d for d in parsed if isinstance(d, Decision)]
-    strict = sum(isinstance(d, Decision) and is_json_only(text) for d, text in zip(parsed, outputs, strict=True))
+    strict = sum(isinstance(d, Decision) and f.alone for d, f in zip(parsed, found, strict=True))
     pred_actions = [d.action_bits() if isinstance(d, Decision) else [0] * NUM_ACTIONS for d in parsed]
     pred_reasons = [d.reason_bits() if isinstance(d, Decision) else [0] * NUM_REASONS for d in parsed]
     n = len(outputs)

@@ -157,6 +157,7 @@ class ExtractedJSON:
     start: int
     end: int
     outside: str  # non-whitespace text outside the object, code fences removed
+    alone: bool  # the text is the object and nothing else, whitespace aside (no prose, no code fence)
 
 
 _FENCE = re.compile(r"```[a-zA-Z]*")
@@ -177,7 +178,8 @@ def extract_json_object(text: str) -> ExtractedJSON | ParseFailure:
         else:
             if isinstance(obj, dict):
                 outside = _FENCE.sub("", text[:start] + text[end:]).strip()
-                return ExtractedJSON(obj, start, end, outside)
+                alone = not (text[:start].strip() or text[end:].strip())
+                return ExtractedJSON(obj, start, end, outside, alone)
         start = text.find("{", start + 1)
     if first_error is None:
         return ParseFailure("no_json", "no JSON object in the output")

@@ -86,7 +86,7 @@ class StructureReward(RewardFunction):
             "json": 1.0,
             "schema": max(0.0, 1.0 - self.id_penalty * bad_id_count(errors)),
             "complete": sum(field_filled(found.obj, name) for name in FIELDS) / len(FIELDS),
-            "exclusive": float(text.strip() == text[found.start : found.end]),
+            "exclusive": float(found.alone),
         }
 
     def combine(self, components: dict[str, float]) -> float:
