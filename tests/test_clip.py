@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -17,6 +18,7 @@ from vlmrl_trl.clip import (
     load_clip,
     pairwise_accuracy,
     save_clip,
+    to_pil,
 )
 
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30)}
@@ -132,3 +134,11 @@ def test_clip_fit_command_learns_to_match_synthetic_descriptions(tmp_path, capsy
 def test_fit_rejects_rows_without_descriptions(tmp_path):
     with pytest.raises(ValueError, match="train row 0: needs the columns 'images'"):
         fit_clip([{"images": [], "scene": None}], colour_rows(1), tmp_path)
+
+
+def test_frames_come_as_images_uint8_arrays_or_paths(tmp_path):
+    pixels = np.zeros((8, 6, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "f.png")
+    assert to_pil(pixels).size == to_pil(tmp_path / "f.png").size == (6, 8)
+    with pytest.raises(ValueError, match=r"uint8 pixels shaped HxW or HxWxC, got float32 of shape \(8, 6, 3\)"):
+        to_pil(pixels.astype(np.float32))

@@ -41,6 +41,10 @@ def to_pil(image: Any) -> Image.Image:
     if isinstance(image, Image.Image):
         return image
     if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3):
+            raise ValueError(
+                f"expected a frame array of uint8 pixels shaped HxW or HxWxC, got {image.dtype} of shape {image.shape}"
+            )
         return Image.fromarray(image)
     if isinstance(image, str | Path):
         with Image.open(image) as opened:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -132,6 +133,9 @@ def test_missing_images_column_and_bad_options_are_clear_errors(tiny_clip):
         reward(prompts=[None], completions=["x"], actions=[[1, 0, 0, 0]])
     with pytest.raises(ValueError, match="no frames"):
         reward(prompts=[None], completions=["x"], images=[[]])
+    with pytest.raises(ValueError, match="row 1 of column 'images': expected a frame array of uint8 pixels"):
+        ok, bad = np.zeros((8, 8, 3), dtype=np.uint8), np.zeros((8, 8, 3), dtype=np.float64)
+        reward(prompts=[None, None], completions=["x", "y"], images=[[ok], [bad]])
     with pytest.raises(ValueError, match="'cache_size'"):
         ClipAlignmentReward(encoder=tiny_clip, cache_size=0)
     with pytest.raises(ValueError, match="'floor'"):

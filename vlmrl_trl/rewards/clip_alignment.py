@@ -107,7 +107,10 @@ class ClipAlignmentReward(RewardFunction):
             frames = list(clip) if isinstance(clip, list | tuple) else [clip]
             if not frames:
                 raise ValueError(f"reward {self.name!r}: row {i} of column {self.images_column!r} has no frames")
-            frames_per_clip.append([to_pil(frame) for frame in frames])
+            try:
+                frames_per_clip.append([to_pil(frame) for frame in frames])
+            except ValueError as err:
+                raise ValueError(f"reward {self.name!r}: row {i} of column {self.images_column!r}: {err}") from None
         keys_per_clip = [[frame_key(frame) for frame in frames] for frames in frames_per_clip]
         known: dict[bytes, torch.Tensor] = {}
         missing: dict[bytes, Image.Image] = {}
