@@ -26,10 +26,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..schema import NUM_ACTIONS, NUM_REASONS
+from .bddoia import SPLITS  # the layout it writes: the same splits, in the order that seeds them
 
 FRAME_INTERVAL_S = 0.5  # time between consecutive frames of a clip
 LANE_WIDTH_M = 3.5
-SPLITS: tuple[str, ...] = ("train", "val", "test")
 INFO_FILE = "synthetic_info.json"
 
 # Camera: horizon at 38% of the height, focal length 0.7 times the width, a high camera so that the ego lane
