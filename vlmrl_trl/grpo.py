@@ -15,6 +15,9 @@ The final model and its processor are saved to ``output_dir``.
 
 from __future__ import annotations
 
+from . import quiet  # noqa: F401  (first: it silences the startup noise of the imports below)
+
+# isort: split
 import json
 import logging
 import sys

@@ -14,6 +14,9 @@ and after training and written to ``output_dir/r1_eval.json``.
 
 from __future__ import annotations
 
+from . import quiet  # noqa: F401  (first: it silences the startup noise of the imports below)
+
+# isort: split
 import json
 import logging
 import sys

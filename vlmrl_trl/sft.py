@@ -14,6 +14,9 @@ generation markers (``assistant_only_loss``) or, without them, the completion ma
 
 from __future__ import annotations
 
+from . import quiet  # noqa: F401  (first: it silences the startup noise of the imports below)
+
+# isort: split
 import logging
 import sys
 from collections.abc import Sequence
