@@ -13,6 +13,7 @@ import pytest
 from vlmrl_trl.data import generate_synthetic, load_bddoia, make_clip, render_clip, sample_scene, scene_labels
 from vlmrl_trl.data.synthetic import (
     INFO_FILE,
+    SCALES,
     Obstacle,
     Pedestrian,
     Rider,
@@ -212,3 +213,77 @@ def test_refuses_to_write_over_other_data_unless_asked(tmp_path: Path) -> None:
         generate_synthetic(out, train=1, val=1, test=1)
     generate_synthetic(out, train=1, val=1, test=1, overwrite=True)
     assert len(load_bddoia(out, "train")) == 1 and len(list((out / "frames").iterdir())) == 3
+
+
+def test_far_scale_clips_are_bit_identical_to_the_first_world() -> None:
+    # Digest of these clips as the single-module generator (before the near scale existed) wrote them.
+    h = hashlib.sha256()
+    for split, index, num_frames in (("train", 0, 4), ("train", 7, 4), ("val", 3, 4), ("test", 11, 1)):
+        clip = make_clip(0, split, index, num_frames=num_frames, scale="far")
+        for frame in clip.frames:
+            h.update(frame.tobytes())
+        h.update(repr((clip.actions, clip.reasons, clip.description)).encode())
+    assert h.hexdigest() == "aa9b1278201a51cbcbd34f0189acf0c6fa7ac040fd5baa935cae16d8268aa364"
+
+
+def _changed_box(with_cue: Scene, without: Scene) -> tuple[int, int]:
+    """Width and height (px) of the region of the last 128 px frame that the cue changes."""
+    diff = np.abs(_pixels(with_cue) - _pixels(without)).sum(axis=2) > 30
+    ys, xs = np.nonzero(diff)
+    return int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
+
+
+def _pixels(scene: Scene) -> np.ndarray:
+    return np.asarray(render_clip(scene, num_frames=1)[-1], dtype=np.int32)
+
+
+@pytest.mark.parametrize(
+    "cue",
+    [
+        {"light": TrafficLight("red", None, None, 0.6, 0.05)},
+        {"stop_sign_z": 12.0},
+        {"pedestrians": [_ped("curb", 3.2, z=12.0)]},
+        {"riders": [Rider(0, 10.0, 0.0, 0.0, "bicycle", (220, 60, 160))]},
+    ],
+    ids=["traffic_light", "stop_sign", "pedestrian", "rider"],
+)
+def test_near_scale_cues_span_several_image_tokens_and_far_ones_about_one(cue: dict) -> None:
+    sizes = {}
+    for scale in ("near", "far"):
+        empty = _road(scale=scale)
+        sizes[scale] = _changed_box(dataclasses.replace(empty, **cue), empty)
+    assert min(sizes["near"]) >= 22 and max(sizes["near"]) >= 50  # several 32 px tokens of the 128 px frame
+    assert min(sizes["far"]) <= 32 and sizes["near"][1] > 1.8 * sizes["far"][1]
+
+
+@pytest.mark.parametrize("scale", sorted(SCALES))
+def test_both_scales_keep_every_action_and_reason_and_the_label_logic(scale: str) -> None:
+    action_counts, reason_counts = np.zeros(4), np.zeros(21)
+    for i in range(1000):
+        scene = sample_scene(np.random.default_rng([11, i]), scale=scale)
+        actions, reasons = scene_labels(scene)
+        assert reason_action_conflicts(Decision.from_bits(actions, reasons)) == []
+        action_counts += actions
+        reason_counts += reasons
+    assert (action_counts > 0).all() and (reason_counts > 0).sum() == 21
+
+
+def test_scale_changes_the_drawing_not_the_scene_or_its_labels() -> None:
+    near, far = make_clip(0, "train", 2), make_clip(0, "train", 2, scale="far")
+    assert near.scene.scale == "near" and far.scene.scale == "far"  # near is the default
+    assert (near.actions, near.reasons, near.scene.num_lanes) == (far.actions, far.reasons, far.scene.num_lanes)
+
+
+@pytest.mark.parametrize("scale", sorted(SCALES))
+def test_motion_only_labels_need_more_than_one_frame_at_both_scales(scale: str) -> None:
+    turning = _road(vehicles=[_car(z=13.0, offset=-0.3, v_lat=-1.4)], ego_speed=4.0, scale=scale)
+    straight = dataclasses.replace(turning, vehicles=[_car(z=13.0, offset=-0.3, v_lat=0.0)])
+    a, b = render_clip(turning), render_clip(straight)
+    assert _frame_bytes(a[-1]) == _frame_bytes(b[-1]) and _frame_bytes(a[0]) != _frame_bytes(b[0])
+
+
+@pytest.mark.parametrize("scale", sorted(SCALES))
+def test_the_data_card_names_the_scale(tmp_path: Path, scale: str) -> None:
+    out = generate_synthetic(tmp_path / scale, train=1, val=1, test=1, scale=scale)
+    info = json.loads((out / INFO_FILE).read_text())
+    assert info["scale"] == scale and info["scale_note"].startswith(f"{scale} field")

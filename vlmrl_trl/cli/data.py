@@ -17,6 +17,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same clips")
     synth.add_argument("--num-frames", type=int, default=4, help="frames per clip")
     synth.add_argument("--image-size", type=int, default=128, help="frame side in pixels")
+    synth.add_argument(
+        "--scale",
+        choices=("near", "far"),
+        default="near",
+        help="world scale: near (cues span several image tokens; from-scratch models) or far (small cues; harder)",
+    )
     synth.add_argument("--overwrite", action="store_true", help="replace an earlier synthetic set in --out")
     synth.set_defaults(handler=run_synth)
 
@@ -62,6 +68,7 @@ def run_synth(args: argparse.Namespace) -> int:
             seed=args.seed,
             num_frames=args.num_frames,
             image_size=args.image_size,
+            scale=args.scale,
             overwrite=args.overwrite,
         )
     except FileExistsError as err:
@@ -70,6 +77,7 @@ def run_synth(args: argparse.Namespace) -> int:
     info = json.loads((out / INFO_FILE).read_text())
     total = sum(s["clips"] for s in info["splits"].values())
     print(f"wrote {total} clips to {out} in {seconds:.1f} s ({total / max(seconds, 1e-9):.0f} clips/s)")
+    print(f"  scale: {info['scale']} ({info['scale_note']})")
     for split, stats in info["splits"].items():
         print(f"  {split}: {stats['clips']} clips, action counts {stats['action_counts']}")
     return 0
