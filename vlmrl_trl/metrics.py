@@ -90,30 +90,40 @@ def _check_bits(value: Any, size: int, where: str, key: str) -> list[int]:
     return value
 
 
-def read_predictions(path: str | Path) -> list[dict[str, Any]]:
+def read_predictions(path: str | Path, skipped: list[str] | None = None) -> list[dict[str, Any]]:
     """Read a ``predictions.jsonl`` file: one object per line with ``text`` (the raw model output) and
-    the label bits ``actions`` (4) and ``reasons`` (21). Errors name the file, line and field."""
+    the label bits ``actions`` (4) and ``reasons`` (21). Errors name the file, line and field; with a ``skipped``
+    list, a bad line (a truncated last one too) is appended to it instead and reading goes on."""
     path = Path(path)
     records = []
     with path.open(encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            where = f"{path}:{lineno}"
             try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{where}: not a JSON object ({err})") from None
-            if not isinstance(rec, dict):
-                raise ValueError(f"{where}: expected a JSON object, got {type(rec).__name__}")
-            if not isinstance(rec.get("text"), str):
-                raise ValueError(f"{where}: field 'text' (the raw model output) must be a string")
-            _check_bits(rec.get("actions"), NUM_ACTIONS, where, "actions")
-            _check_bits(rec.get("reasons"), NUM_REASONS, where, "reasons")
-            records.append(rec)
+                records.append(_prediction_line(line, f"{path}:{lineno}"))
+            except ValueError as err:
+                if skipped is None:
+                    raise
+                skipped.append(str(err))
     if not records:
         raise ValueError(f"{path}: no predictions")
     return records
+
+
+def _prediction_line(line: str, where: str) -> dict[str, Any]:
+    """One checked line of a predictions file; ``where`` (file:line) prefixes its errors."""
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{where}: not a JSON object ({err})") from None
+    if not isinstance(rec, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(rec).__name__}")
+    if not isinstance(rec.get("text"), str):
+        raise ValueError(f"{where}: field 'text' (the raw model output) must be a string")
+    _check_bits(rec.get("actions"), NUM_ACTIONS, where, "actions")
+    _check_bits(rec.get("reasons"), NUM_REASONS, where, "reasons")
+    return rec
 
 
 def score_records(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:

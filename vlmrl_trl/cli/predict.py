@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .score import add_skip_option
+
 if TYPE_CHECKING:
     from ..report import FrameSource
 
@@ -46,7 +48,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--data", default=None, help="where the clips' root folder is now, if it moved since predict")
     e.add_argument("--report-samples", type=int, default=48, help="clips shown in the report (default: 48)")
     e.add_argument("--seed", type=int, default=0, help="seed of the clip sample (default: 0)")
+    add_skip_option(e)
     e.set_defaults(handler=run_eval)
+
+
+# What a --data folder must hold, for the errors that find it missing.
+DATA_FOLDER = (
+    "it must hold BDD-OIA's label files ({split}_25k_images_actions.json and _reasons.json) and the clips' frames "
+    "(docs/data.md), or a synthetic set from 'vlmrl-trl data synth --out DIR'"
+)
+
+
+def check_model_option(model: str) -> None:
+    """Fail at once, naming ``--model``, when it is meant as a local folder that does not exist."""
+    from ..models import check_model_source
+
+    try:
+        check_model_source(model)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"--model {model}: no such folder; give a trained model folder (e.g. outputs/tiny-vlm-sft, written by "
+            "'make sft') or a hub id such as HuggingFaceTB/SmolVLM-256M-Instruct"
+        ) from None
 
 
 def _positive(name: str, value: int | None) -> None:
@@ -63,9 +86,10 @@ def run_predict(args: argparse.Namespace) -> int:
     for name in ("batch_size", "num_frames", "frame_stride", "max_samples"):
         _positive(f"--{name.replace('_', '-')}", getattr(args, name))
     options = GenerationOptions(args.max_new_tokens, args.do_sample, args.temperature, args.top_p)
+    check_model_option(args.model)
     root = Path(args.data)
     if not root.is_dir():
-        raise FileNotFoundError(f"--data {root}: no such folder")
+        raise FileNotFoundError(f"--data {root}: no such folder; {DATA_FOLDER}")
     root = root.resolve()  # absolute frame paths in the records: eval may run from elsewhere
     # Only check that the frames exist: generation decodes them anyway, and --max-samples may use few.
     clips = load_bddoia(
@@ -104,7 +128,7 @@ def frame_source(data: str | None, missing: list[str]) -> FrameSource:
 
     new_root = Path(data) if data is not None else None
     if new_root is not None and not new_root.is_dir():
-        raise FileNotFoundError(f"--data {new_root}: no such folder")
+        raise FileNotFoundError(f"--data {new_root}: no such folder; {DATA_FOLDER}")
 
     def locate(path: str, old_root: str | None) -> Path:
         if new_root is None or old_root is None:
@@ -136,7 +160,7 @@ def run_eval(args: argparse.Namespace) -> int:
     _positive("--report-samples", args.report_samples)
     missing: list[str] = []
     frames = frame_source(args.data, missing)
-    records, metrics = score_file(args.predictions, args.out)
+    records, metrics = score_file(args.predictions, args.out, skip_invalid=args.skip_invalid)
     path = render_report(records, metrics, args.out, frames=frames, samples=args.report_samples, seed=args.seed)
     if missing:
         print(

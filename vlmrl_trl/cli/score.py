@@ -11,14 +11,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("score", help="score a predictions.jsonl file with the BDD-OIA metrics")
     p.add_argument("--predictions", required=True, help="JSONL with 'text' and the label bits 'actions', 'reasons'")
     p.add_argument("--out", required=True, help="folder for metrics.json")
+    add_skip_option(p)
     p.set_defaults(handler=run)
 
 
-def score_file(predictions: str | Path, out_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Score a predictions file, print the metrics table and write ``metrics.json`` (``score`` and ``eval``)."""
+def add_skip_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="score the good lines of a damaged file (e.g. a truncated last line), saying how many were skipped",
+    )
+
+
+def score_file(
+    predictions: str | Path, out_dir: str | Path, skip_invalid: bool = False
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Score a predictions file, print the metrics table and write ``metrics.json`` (``score`` and ``eval``);
+    with ``skip_invalid``, bad lines are counted and left out instead of stopping at the first."""
     from ..metrics import format_metrics_table, read_predictions, score_records, write_metrics
 
-    records = read_predictions(predictions)
+    skipped: list[str] | None = [] if skip_invalid else None
+    try:
+        records = read_predictions(predictions, skipped)
+    except ValueError as err:
+        if skip_invalid or "--skip-invalid" in str(err):
+            raise
+        raise ValueError(f"{err} (--skip-invalid scores the other lines)") from None
+    if skipped:
+        print(f"skipped {len(skipped)} invalid line{'s' * (len(skipped) > 1)} of {predictions} (first: {skipped[0]})")
     metrics = score_records(records)
     print(format_metrics_table(metrics))
     print(f"\nwrote {write_metrics(metrics, out_dir)}")
@@ -26,5 +46,5 @@ def score_file(predictions: str | Path, out_dir: str | Path) -> tuple[list[dict[
 
 
 def run(args: argparse.Namespace) -> int:
-    score_file(args.predictions, args.out)
+    score_file(args.predictions, args.out, skip_invalid=args.skip_invalid)
     return 0
