@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .facts import format_fact_table, record_fact_agreement
 from .schema import (
     ACTION_IDS,
     NUM_ACTIONS,
@@ -127,11 +128,14 @@ def _prediction_line(line: str, where: str) -> dict[str, Any]:
 
 
 def score_records(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Metrics of prediction records as written by ``vlmrl-trl predict``."""
+    """Metrics of prediction records as written by ``vlmrl-trl predict``; ``facts`` (description-fact agreement,
+    :mod:`vlmrl_trl.facts`) when the clips' facts are known, as for synthetic clips."""
     records = list(records)
-    return decision_metrics(
+    metrics = decision_metrics(
         [r["text"] for r in records], [r["actions"] for r in records], [r["reasons"] for r in records]
     )
+    facts = record_fact_agreement(records)
+    return metrics if facts is None else {**metrics, "facts": facts}
 
 
 def format_metrics_table(metrics: Mapping[str, Any]) -> str:
@@ -149,6 +153,8 @@ def format_metrics_table(metrics: Mapping[str, Any]) -> str:
         lines += ["", f"per-class F1 ({group})"]
         for name, value in metrics[group]["per_class"].items():
             lines.append(f"  {name:26} {value:.4f}  (support {metrics[group]['support'][name]})")
+    if "facts" in metrics:
+        lines += ["", format_fact_table(metrics["facts"])]
     return "\n".join(lines)
 
 

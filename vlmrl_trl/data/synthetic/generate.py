@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ...facts import FACTS_FILE, scene_facts
 from ...schema import NUM_ACTIONS, NUM_REASONS
 from ..bddoia import SPLITS  # the layout it writes: the same splits, in the order that seeds them
 from .describe import describe_scene
@@ -70,7 +71,7 @@ def _jpeg(img: Image.Image) -> bytes:
 def _write_split(
     out: Path, split: str, count: int, seed: int, num_frames: int, image_size: int, scale: ScaleName
 ) -> dict:
-    images, annotations, reasons_rows, descriptions = [], [], [], {}
+    images, annotations, reasons_rows, descriptions, facts = [], [], [], {}, {}
     action_counts, reason_counts = [0] * NUM_ACTIONS, [0] * NUM_REASONS
     for index in range(count):
         clip = make_clip(seed, split, index, num_frames=num_frames, image_size=image_size, scale=scale)
@@ -86,11 +87,13 @@ def _write_split(
         annotations.append({"id": index, "category": clip.actions})
         reasons_rows.append({"file_name": file_name, "reason": clip.reasons})
         descriptions[clip.clip_id] = clip.description
+        facts[clip.clip_id] = scene_facts(clip.scene)
         action_counts = [a + b for a, b in zip(action_counts, clip.actions, strict=True)]
         reason_counts = [a + b for a, b in zip(reason_counts, clip.reasons, strict=True)]
     (out / f"{split}_25k_images_actions.json").write_text(json.dumps({"images": images, "annotations": annotations}))
     (out / f"{split}_25k_images_reasons.json").write_text(json.dumps(reasons_rows))
     (out / f"{split}_descriptions.json").write_text(json.dumps(descriptions, indent=0, ensure_ascii=False))
+    (out / FACTS_FILE.format(split=split)).write_text(json.dumps(facts))
     return {"clips": count, "action_counts": action_counts, "reason_counts": reason_counts}
 
 
@@ -106,7 +109,7 @@ def generate_synthetic(
     scale: ScaleName = DEFAULT_SCALE,
     overwrite: bool = False,
 ) -> Path:
-    """Write synthetic clips in BDD-OIA's layout (plus ``frames/`` and ``{split}_descriptions.json``).
+    """Write synthetic clips in BDD-OIA's layout (plus ``frames/``, descriptions and facts).
 
     Layout: ``data/<clip>.jpg`` (the last frame), ``frames/<clip>/<i>.jpg`` (oldest first),
     ``{split}_25k_images_{actions,reasons}.json`` and ``synthetic_info.json`` (settings, per-bit counts).
@@ -136,7 +139,7 @@ def generate_synthetic(
             shutil.rmtree(out / sub, ignore_errors=True)
         for path in out.glob("*_25k_images_*.json"):
             path.unlink()
-        for path in out.glob("*_descriptions.json"):
+        for path in [*out.glob("*_descriptions.json"), *out.glob(FACTS_FILE.format(split="*"))]:
             path.unlink()
     (out / "data").mkdir(parents=True, exist_ok=True)
     (out / "frames").mkdir(exist_ok=True)
