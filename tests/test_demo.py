@@ -67,6 +67,9 @@ def test_every_stage_trains_on_the_clips_it_is_evaluated_on(tmp_path, monkeypatc
         demo, "predict_and_eval", lambda model, data, *rest: commands.append(["eval", str(data)]) or metrics
     )
     monkeypatch.setattr(demo, "r2_by_clip", lambda path: {"a": 0.5, "b": 0.6})
+    monkeypatch.setattr(
+        demo, "description_facts", lambda model, data, *rest: commands.append(["facts", str(data)]) or None
+    )
     data = tmp_path / "my-clips"
     assert demo.main(["--out", str(tmp_path / "out"), "--data", str(data)]) == 0
 
@@ -74,3 +77,37 @@ def test_every_stage_trains_on_the_clips_it_is_evaluated_on(tmp_path, monkeypatc
     assert len(stages) == 3
     assert all(c[c.index("--data_dir") + 1] == str(data) for c in stages)
     assert [c[1] for c in commands if c[0] == "eval"] == [str(data), str(data)]
+    assert [c[1] for c in commands if c[0] == "facts"] == [str(data), str(data)]  # PPO before and after
+
+
+def test_summary_puts_description_fact_agreement_beside_r1(tmp_path, monkeypatch, capsys):
+    """PPO Stage 1's R1 change comes with the fact agreement of frames-only descriptions before and after."""
+    from vlmrl_trl import demo
+    from vlmrl_trl.facts import fact_agreement
+
+    def fake_run(command, timings, stage):
+        if "vlmrl_trl.ppo" in command:
+            ppo_dir = Path(command[command.index("--output_dir") + 1])
+            ppo_dir.mkdir(parents=True)
+            side = {"by_clip": {"a": 0.1, "b": 0.2}, "examples": []}
+            (ppo_dir / "r1_eval.json").write_text(json.dumps({"before": side, "after": side}))
+
+    truths = [{"red_light": True, "green_light": False, "stop_sign": False, "pedestrian": False, "rider": False,
+               "car_ahead": True, "lanes": 2}] * 2  # fmt: skip
+    said = {"before": "A two-lane road. The traffic light is red and a gray car drives ahead.", "after": "A road."}
+    metrics = {"actions": {"f1_all": 0.5, "mf1": 0.5}, "reasons": {"f1_all": 0.3, "mf1": 0.1}}
+    metrics.update(json_validity=1.0, strict_json_validity=1.0, facts=fact_agreement([said["before"]] * 2, truths))
+    monkeypatch.setattr(demo, "run", fake_run)
+    monkeypatch.setattr(demo, "predict_and_eval", lambda *args: metrics)
+    monkeypatch.setattr(demo, "r2_by_clip", lambda path: {"a": 0.5, "b": 0.6})
+    monkeypatch.setattr(
+        demo,
+        "description_facts",
+        lambda model, data, out, clips, *rest: fact_agreement([said[out.name.split("-")[1]]] * clips, truths[:clips]),
+    )
+    assert demo.main(["--out", str(tmp_path / "out")]) == 0
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["sft"]["fact_agreement"] == 1.0
+    facts = summary["ppo_stage1"]["fact_agreement"]
+    assert facts["before"]["mean_agreement"] == 1.0 and facts["after"]["mean_agreement"] < 1.0
+    assert "description facts" in capsys.readouterr().out

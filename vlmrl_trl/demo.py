@@ -83,6 +83,7 @@ def paired_change(before: dict[str, float], after: dict[str, float]) -> dict[str
 
 
 def headline(metrics: dict[str, Any]) -> dict[str, float]:
+    facts = metrics.get("facts")
     return {
         "action_f1_all": metrics["actions"]["f1_all"],
         "action_mf1": metrics["actions"]["mf1"],
@@ -90,7 +91,20 @@ def headline(metrics: dict[str, Any]) -> dict[str, float]:
         "reason_mf1": metrics["reasons"]["mf1"],
         "json_validity": metrics["json_validity"],
         "strict_json_validity": metrics["strict_json_validity"],
+        **({"fact_agreement": facts["mean_agreement"], "fact_base_rate": facts["mean_base_rate"]} if facts else {}),
     }
+
+
+def description_facts(model: Path, data: Path, out: Path, clips: int, timings: dict, stage: str) -> dict | None:
+    """Fact agreement of ``model``'s frames-only descriptions (Stage 1's task) of the first ``clips`` test clips."""
+    run(
+        cli_command("predict", "--model", str(model), "--data", str(data), "--split", "test", "--out", str(out),
+                    "--prompt-mode", "frames_only", "--batch-size", "32", "--max-new-tokens", "96",
+                    "--dtype", "float32", "--max-samples", str(clips)),
+        timings, stage,
+    )  # fmt: skip
+    run(cli_command("score", "--predictions", str(out / "predictions.jsonl"), "--out", str(out)), timings, stage)
+    return json.loads((out / "metrics.json").read_text()).get("facts")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -136,8 +150,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             timings, "ppo_stage1",
         )  # fmt: skip
         r1 = json.loads((ppo_dir / "r1_eval.json").read_text())
+        r1_change = paired_change(r1["before"]["by_clip"], r1["after"]["by_clip"])
+        clips = r1_change["clips"]  # the R1 clips: a Stage 1 gain counts only if fact agreement does not fall
+        facts = {
+            when: description_facts(model, args.data, ppo_dir / f"facts-{when}", clips, timings, "ppo_eval")
+            for when, model in (("before", sft_dir), ("after", ppo_dir))
+        }
         summary["ppo_stage1"] = {
-            "r1_change": paired_change(r1["before"]["by_clip"], r1["after"]["by_clip"]),
+            "r1_change": r1_change,
+            "fact_agreement": facts,
             "examples": {"before": r1["before"]["examples"], "after": r1["after"]["examples"]},
         }
 
@@ -167,6 +188,13 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
             f"{change['before']:.3f} -> {change['after']:.3f}, {change['change']:+.3f} +- {change['std_error']:.3f} "
             "(paired standard error)"
         )
+        facts = summary["ppo_stage1"].get("fact_agreement") or {}
+        if facts.get("before") and facts.get("after"):
+            print(f"  {'description facts':36}{'before':>8} {'after':>8}  (base rate)")
+            for name, before in facts["before"]["per_fact"].items():
+                after = facts["after"]["per_fact"][name]
+                print(f"  {name:36}{before['agreement']:8.3f} {after['agreement']:8.3f}  ({before['base_rate']:.3f})")
+            print(f"  {'mean':36}{facts['before']['mean_agreement']:8.3f} {facts['after']['mean_agreement']:8.3f}")
     print(f"\ntimings (s): {summary['seconds']}")
     print(f"metrics: {out / 'metrics.json'}\nreport:  {summary['report']}\nsummary: {out / 'summary.json'}")
 
