@@ -71,7 +71,7 @@ def test_every_stage_trains_on_the_clips_it_is_evaluated_on(tmp_path, monkeypatc
         demo, "description_facts", lambda model, data, *rest: commands.append(["facts", str(data)]) or None
     )
     data = tmp_path / "my-clips"
-    assert demo.main(["--out", str(tmp_path / "out"), "--data", str(data)]) == 0
+    assert demo.main(["--out", str(tmp_path / "out"), "--models", str(tmp_path), "--data", str(data)]) == 0
 
     stages = [c for c in commands if any(m in c for m in ("vlmrl_trl.sft", "vlmrl_trl.grpo", "vlmrl_trl.ppo"))]
     assert len(stages) == 3
@@ -105,9 +105,46 @@ def test_summary_puts_description_fact_agreement_beside_r1(tmp_path, monkeypatch
         "description_facts",
         lambda model, data, out, clips, *rest: fact_agreement([said[out.name.split("-")[1]]] * clips, truths[:clips]),
     )
-    assert demo.main(["--out", str(tmp_path / "out")]) == 0
+    assert demo.main(["--out", str(tmp_path / "out"), "--models", str(tmp_path)]) == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["sft"]["fact_agreement"] == 1.0
     facts = summary["ppo_stage1"]["fact_agreement"]
     assert facts["before"]["mean_agreement"] == 1.0 and facts["after"]["mean_agreement"] < 1.0
     assert "description facts" in capsys.readouterr().out
+
+
+def test_models_go_where_the_stage_targets_read_them_and_compare_is_written(tmp_path, monkeypatch):
+    """The demo trains into the recipes' output_dir names (so `make grpo-stage2` after it starts from its SFT model)
+    and writes the SFT-vs-GRPO before/after page."""
+    from vlmrl_trl import demo
+    from vlmrl_trl.stages import recipe_value
+
+    commands = []
+
+    def fake_run(command, timings, stage):
+        commands.append(command)
+        if "vlmrl_trl.ppo" in command:
+            ppo_dir = Path(command[command.index("--output_dir") + 1])
+            ppo_dir.mkdir(parents=True)
+            side = {"by_clip": {"a": 0.1, "b": 0.2}, "examples": []}
+            (ppo_dir / "r1_eval.json").write_text(json.dumps({"before": side, "after": side}))
+
+    metrics = {"actions": {"f1_all": 0.5, "mf1": 0.5}, "reasons": {"f1_all": 0.3, "mf1": 0.1}}
+    metrics.update(json_validity=1.0, strict_json_validity=1.0)
+    monkeypatch.setattr(demo, "run", fake_run)
+    monkeypatch.setattr(demo, "predict_and_eval", lambda *args: metrics)
+    monkeypatch.setattr(demo, "description_facts", lambda *args: None)
+    monkeypatch.setattr(demo, "r2_by_clip", lambda path: {"a": 0.5, "b": 0.6})
+    out = tmp_path / "demo"
+    assert demo.main(["--out", str(out), "--models", str(tmp_path)]) == 0
+
+    def option(module, key):
+        command = next(c for c in commands if module in c)
+        return command[command.index(key) + 1]
+
+    sft_dir = str(tmp_path / Path(recipe_value(demo.SFT_RECIPE, "output_dir")).name)
+    assert option("vlmrl_trl.sft", "--output_dir") == sft_dir
+    assert Path(recipe_value(demo.GRPO_RECIPE, "model_name_or_path")).name == Path(sft_dir).name
+    assert option("vlmrl_trl.grpo", "--model_name_or_path") == sft_dir
+    assert option("compare", "--before") == str(out / "predictions.jsonl")
+    assert json.loads((out / "summary.json").read_text())["compare"] == str(out / "compare.html")

@@ -3,7 +3,9 @@
 Each stage runs the command a user would type (printed before it runs): SFT of the tiny VLM, prediction and
 evaluation on the held-out test split (metrics + visual report), a short GRPO Stage 2 from the SFT model scored
 before/after on the reward it optimises (R2) and the reason metrics, and a short PPO Stage 1 from the SFT model scored
-by mean R1 before/after. Everything is seeded; the summary goes to ``<out>/summary.json``.
+by mean R1 before/after. Everything is seeded. The models go where the make stage targets read them
+(``outputs/tiny-vlm-sft``, ...), the evaluation into ``<out>``: metrics, reports, the SFT-vs-GRPO before/after page
+(``compare.html``) and ``summary.json``.
 """
 
 from __future__ import annotations
@@ -19,9 +21,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .report import COMPARE_FILE
+from .stages import recipe_value, replacement_check
+
 SFT_RECIPE = "recipes/tiny/sft/config_synthetic.yaml"
 GRPO_RECIPE = "recipes/tiny/grpo/config_stage2.yaml"
 PPO_RECIPE = "recipes/tiny/ppo/config_stage1.yaml"
+
+
+def stage_dir(models: Path, recipe: str) -> Path:
+    """Where the demo trains a stage's model: its recipe's ``output_dir`` name under ``models``, so that with
+    ``outputs`` the make targets find it where their recipes point."""
+    output_dir = recipe_value(recipe, "output_dir")
+    if output_dir is None:
+        raise ValueError(f"{recipe}: no output_dir")
+    return models / Path(output_dir).name
 
 
 def run(command: Sequence[str], timings: dict[str, float], stage: str) -> None:
@@ -109,7 +123,14 @@ def description_facts(model: Path, data: Path, out: Path, clips: int, timings: d
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="where results go")
+    parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="where the evaluation results go")
+    parser.add_argument(
+        "--models",
+        type=Path,
+        default=Path("outputs"),
+        help="where the trained models go, each in its recipe's output_dir name (outputs: where make's stage "
+        "targets read and write them)",
+    )
     parser.add_argument(
         "--data", type=Path, default=Path("data/synthetic"), help="the synthetic clips (trained on and evaluated)"
     )
@@ -120,7 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     timings: dict[str, float] = {}
     start = time.perf_counter()
 
-    sft_dir = out / "sft"
+    sft_dir, grpo_dir, ppo_dir = (stage_dir(args.models, recipe) for recipe in (SFT_RECIPE, GRPO_RECIPE, PPO_RECIPE))
+    out.mkdir(parents=True, exist_ok=True)
+    for model_dir in (sft_dir, grpo_dir, ppo_dir):
+        if note := replacement_check(model_dir, [], overwrite=True):
+            print(note, flush=True)
     data = ["--data_dir", str(args.data)]  # the recipes' data_dir, so that training and evaluation read one set
     run(
         [sys.executable, "-m", "vlmrl_trl.sft", "--config", SFT_RECIPE, *data, "--output_dir", str(sft_dir)],
@@ -130,20 +155,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary: dict[str, Any] = {"sft": headline(sft_metrics), "report": str(out / "report.html")}
 
     if not args.skip_rl:
-        grpo_dir = out / "grpo-stage2"
         run(
             [sys.executable, "-m", "vlmrl_trl.grpo", "--config", GRPO_RECIPE, *data,
              "--model_name_or_path", str(sft_dir), "--output_dir", str(grpo_dir)],
             timings, "grpo_stage2",
         )  # fmt: skip
-        grpo_metrics = predict_and_eval(grpo_dir, args.data, grpo_dir / "eval", args, timings, "grpo_eval")
-        r2 = paired_change(r2_by_clip(out / "predictions.jsonl"), r2_by_clip(grpo_dir / "eval" / "predictions.jsonl"))
+        grpo_eval = out / "grpo-stage2"
+        grpo_metrics = predict_and_eval(grpo_dir, args.data, grpo_eval, args, timings, "grpo_eval")
+        run(
+            cli_command("compare", "--before", str(out / "predictions.jsonl"), "--after",
+                        str(grpo_eval / "predictions.jsonl"), "--names", "SFT", "GRPO Stage 2", "--out", str(out)),
+            timings, "grpo_eval",
+        )  # fmt: skip
+        summary["compare"] = str(out / COMPARE_FILE)
+        r2 = paired_change(r2_by_clip(out / "predictions.jsonl"), r2_by_clip(grpo_eval / "predictions.jsonl"))
         summary["grpo_stage2"] = {
             "before": {**headline(sft_metrics), "mean_r2": r2["before"]},
             "after": {**headline(grpo_metrics), "mean_r2": r2["after"]},
             "r2_change": r2,
         }
-        ppo_dir = out / "ppo-stage1"
         run(
             [sys.executable, "-m", "vlmrl_trl.ppo", "--config", PPO_RECIPE, *data,
              "--model_name_or_path", str(sft_dir), "--output_dir", str(ppo_dir)],
@@ -153,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         r1_change = paired_change(r1["before"]["by_clip"], r1["after"]["by_clip"])
         clips = r1_change["clips"]  # the R1 clips: a Stage 1 gain counts only if fact agreement does not fall
         facts = {
-            when: description_facts(model, args.data, ppo_dir / f"facts-{when}", clips, timings, "ppo_eval")
+            when: description_facts(model, args.data, out / "ppo-stage1" / f"facts-{when}", clips, timings, "ppo_eval")
             for when, model in (("before", sft_dir), ("after", ppo_dir))
         }
         summary["ppo_stage1"] = {
@@ -197,6 +227,8 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
             print(f"  {'mean':36}{facts['before']['mean_agreement']:8.3f} {facts['after']['mean_agreement']:8.3f}")
     print(f"\ntimings (s): {summary['seconds']}")
     print(f"metrics: {out / 'metrics.json'}\nreport:  {summary['report']}\nsummary: {out / 'summary.json'}")
+    if "compare" in summary:
+        print(f"SFT vs GRPO Stage 2: {summary['compare']}")
 
 
 if __name__ == "__main__":
