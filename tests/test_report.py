@@ -1,4 +1,5 @@
-"""The evaluation report shows each sampled clip's frames, G/P action arrows and colour-coded reasons."""
+"""The evaluation report shows each sampled clip's frames, G/P action arrows, scenes and colour-coded reasons; the
+comparison page sets two runs side by side."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from vlmrl_trl.report import (
     MISSED,
     TP,
     TRUTH,
+    class_names,
     draw_actions,
     draw_f1_bars,
     draw_frames,
+    render_comparison,
     render_report,
     sample_indices,
 )
@@ -77,8 +80,8 @@ def test_report_has_one_block_per_clip_with_its_images(tmp_path):
     ]
     assert "frames not found" in page  # clip-b has no frames on disk
     assert "clip-&lt;c&gt;" in page and "clip-<c>" not in page  # ids are escaped
-    assert re.search(r'class="actions"[^>]*alt="G: move_forward; P: move_forward"', page)
-    assert 'alt="G: stop; P: unparsed output"' in page
+    assert re.search(r'class="actions"[^>]*alt="G: move forward; P: move forward"', page)
+    assert 'alt="G: stop/slow down; P: unparsed output"' in page
     assert "invalid output: no_json" in page
 
 
@@ -125,3 +128,53 @@ def test_frames_strip_and_f1_bars():
     bars = draw_f1_bars(score_records(records))
     assert bars.width > 1000 and bars.height > 500
     assert _colour_count(bars, TRUTH) > 0  # the action bars
+
+
+def test_true_scene_beside_the_predicted_and_errors_to_sort_by(tmp_path):
+    records = _records()
+    records[0] = {**records[0], "true_scene": "a clear road, a green light"}
+    page = render_report(records, score_records(records), tmp_path).read_text()
+    assert re.search(
+        r"<dt>true scene</dt><dd>a clear road, a green light</dd>\s*<dt>predicted</dt><dd>a clear road", page
+    )
+    assert "no description in the data" in page  # the other clips have none
+    cards = dict(re.findall(r'id="clip-(\d+)" ([^>]*)>', page))
+    assert 'data-badactions="0"' in cards["0"] and 'data-badreasons="1"' in cards["0"]
+    assert 'data-invalid="1"' in cards["1"] and 'data-action="0.0000"' in cards["1"]
+    assert '<select id="sort">' in page and '<select id="filter">' in page and "<script>" in page
+    assert "http" not in page.replace("http-equiv", "")  # nothing to fetch: works offline
+
+
+def test_chips_and_bars_use_the_same_labels_from_the_metrics():
+    metrics = score_records(_records())
+    names = dict(class_names(metrics, "reasons"))
+    assert list(names) == list(metrics["reasons"]["per_class"])
+    assert names["red_light"] == "the traffic light is red"
+    metrics["reasons"]["labels"] = {"red_light": "red light ahead"}  # a label set that names its classes
+    assert dict(class_names(metrics, "reasons"))["red_light"] == "red light ahead"
+
+
+def test_compare_page_sets_per_class_f1_side_by_side_and_lists_the_changed_clips(tmp_path):
+    before = _records()
+    after = [dict(r) for r in before]
+    after[1]["text"] = render_decision([0, 1, 0, 0], _bits({"obstacle_car"}), scene="a car ahead")  # now right
+    after[2]["text"] = "broken"  # now invalid
+    path = render_comparison(
+        before, after, score_records(before), score_records(after), tmp_path, labels=("SFT", "GRPO Stage 2")
+    )
+    page = path.read_text()
+    assert path == tmp_path / "compare.html"
+    assert "SFT against GRPO Stage 2 on 3 shared clips" in page
+    assert "2 changed their answer: 1 got\nbetter, 1 worse" in page
+    row = re.search(r'<td>actions f1_all</td><td>([\d.]+)</td><td>([\d.]+)</td><td class="up">', page)
+    assert row and float(row[2]) > float(row[1])
+    assert re.search(
+        r'<td title="obstacle_car">obstacle: car</td>(<td>[\d.]+</td>){2}<td class="">\+0.000</td><td>2</td>', page
+    )
+    shown = re.findall(r'<span class="clipid">([^<]+)</span>', page)
+    assert shown == ["clip-&lt;c&gt;", "clip-b"]  # the clip that got worse first; the unchanged clip-a not at all
+    for src in re.findall(r'src="([^"]+)"', page):
+        assert (tmp_path / src).is_file(), src
+    with pytest.raises(ValueError, match="share no clip_id"):
+        render_comparison(before, [{**r, "clip_id": "x"} for r in after], score_records(before),
+                          score_records(after), tmp_path)  # fmt: skip

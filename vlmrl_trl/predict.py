@@ -173,7 +173,8 @@ def predict_dataset(
     extra: Mapping[str, Any] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Prediction records for every clip of a :func:`vlmrl_trl.data.load_bddoia` dataset, in order, generated
-    ``batch_size`` clips at a time; each names its frame files (``frames``) so a report can show them."""
+    ``batch_size`` clips at a time; each names its frame files (``frames``) so a report can show them, and the
+    clip's true scene description (``true_scene``, None when the data set has none) to set beside the predicted."""
     from tqdm.auto import tqdm
 
     from .data.formatting import to_rl_dataset
@@ -182,13 +183,16 @@ def predict_dataset(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     prompts = to_rl_dataset(clips, prompt_mode=prompt_mode)
     paths = _frame_paths(clips)
+    scenes = clips["scene"] if "scene" in clips.column_names else [None] * len(clips)  # the true descriptions
     with tqdm(total=len(prompts), desc="predict", unit="clip", disable=not progress) as bar:
         for start in range(0, len(prompts), batch_size):
             batch = prompts[start : start + batch_size]
             texts = generate(model, processor, batch["prompt"], batch["images"], options)
             for k, text in enumerate(texts):
                 example = {key: batch[key][k] for key in ("clip_id", "actions", "reasons", "num_frames")}
-                yield prediction_record(text, example, frames=paths[start + k], **(extra or {}))
+                yield prediction_record(
+                    text, example, frames=paths[start + k], true_scene=scenes[start + k], **(extra or {})
+                )
             bar.update(len(texts))
 
 

@@ -1,8 +1,11 @@
-"""A visual evaluation report: a static HTML page with PNG images, viewable offline.
+"""Visual evaluation reports: static HTML pages with PNG images and a little inline script, viewable offline.
 
-For a sampled page of clips it shows the frames, the ground-truth (G) and predicted (P) actions as four
-arrows, and the reasons colour-coded (true positive green, false positive red, missed gray); above them,
-the headline metrics and per-class F1 bars. Drawing uses Pillow only.
+``report.html`` shows, for a sampled page of clips, the frames, the ground-truth (G) and predicted (P) actions as
+four arrows, the true and predicted scene descriptions, and the reasons colour-coded (true positive green, false
+positive red, missed gray); above them, the headline metrics and per-class F1 bars, and controls that sort and
+filter the clips by their errors. ``compare.html`` sets two runs side by side (e.g. SFT and an RL stage): per-class
+F1 of each, and the clips whose answer changed. Class names come from the metrics (their ``per_class`` keys), with
+the schema's labels where it has them. Drawing uses Pillow only.
 """
 
 from __future__ import annotations
@@ -17,10 +20,14 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .schema import ACTION_IDS, ACTIONS, REASON_IDS, REASONS, Decision, ParseFailure, parse_decision
+from .schema import ACTION_IDS, ACTIONS, REASONS, Decision, parse_decision
 
 REPORT_FILE = "report.html"
 IMAGES_DIR = "report"
+COMPARE_FILE = "compare.html"
+COMPARE_IMAGES_DIR = "compare"
+GROUPS = ("actions", "reasons")
+_SCHEMA_LABELS = {item.id: item.label for item in (*ACTIONS, *REASONS)}
 
 # Colours shared by the PNGs and the page, so a reason chip and an arrow mean the same thing.
 TP, FP, MISSED, TRUTH = "#2e7d32", "#c62828", "#9e9e9e", "#1565c0"
@@ -138,12 +145,22 @@ def draw_frames(frames: Sequence[Image.Image]) -> Image.Image:
     return strip
 
 
+def class_names(metrics: Mapping[str, Any], group: str) -> list[tuple[str, str]]:
+    """The (id, label) of each class of ``group`` in bit order, read from the metrics; the label is the metrics'
+    own (``labels``), else the schema's, else the id."""
+    own = metrics[group].get("labels") or {}
+    return [(cid, own.get(cid) or _SCHEMA_LABELS.get(cid, cid)) for cid in metrics[group]["per_class"]]
+
+
 def draw_f1_bars(metrics: Mapping[str, Any]) -> Image.Image:
-    """Horizontal per-class F1 bars for the actions and the reasons, with support counts and the mF1 line."""
+    """Horizontal per-class F1 bars for the actions and the reasons, with support counts and the mF1 line; each bar
+    is named by the same label as the page's reason chips."""
     s = _SCALE
-    row, label_w, bar_w, value_w, margin = 21 * s, 200 * s, 420 * s, 125 * s, 14 * s
+    row, label_w, bar_w, value_w, margin = 21 * s, 290 * s, 420 * s, 125 * s, 14 * s
     title_h, axis_h, group_gap = 26 * s, 18 * s, 18 * s
-    groups = [("actions", ACTIONS, TRUTH), ("reasons", REASONS, "#00897b")]
+    groups = [
+        (group, class_names(metrics, group), colour) for group, colour in zip(GROUPS, (TRUTH, "#00897b"), strict=True)
+    ]
     height = margin * 2 + sum(title_h + axis_h + row * len(items) for _, items, _ in groups) + group_gap
     width = margin * 2 + label_w + bar_w + value_w
     img = Image.new("RGB", (width, height), "white")
@@ -162,14 +179,14 @@ def draw_f1_bars(metrics: Mapping[str, Any]) -> Image.Image:
             draw.line((tx, y + axis_h - 3 * s, tx, y + axis_h + row * len(items)), fill="#e8eaed", width=s)
             draw.text((tx, y + axis_h - 5 * s), f"{tick:g}", fill=MUTED, font=small, anchor="md")
         y += axis_h
-        for k, item in enumerate(items):
-            f1 = m["per_class"][item.id]
+        for k, (cid, label) in enumerate(items):
+            f1 = m["per_class"][cid]
             top = y + k * row
-            draw.text((x0 - 8 * s, top + row / 2), item.id, fill=INK, font=font, anchor="rm")
+            draw.text((x0 - 8 * s, top + row / 2), label, fill=INK, font=font, anchor="rm")
             draw.rectangle((x0, top + 4 * s, x0 + bar_w, top + row - 4 * s), fill="#f4f5f6")
             if f1 > 0:
                 draw.rectangle((x0, top + 4 * s, x0 + max(1, f1 * bar_w), top + row - 4 * s), fill=colour)
-            value = f"{f1:.3f}  (n={m['support'][item.id]})"
+            value = f"{f1:.3f}  (n={m['support'][cid]})"
             draw.text((x0 + bar_w + 8 * s, top + row / 2), value, fill=INK, font=small, anchor="lm")
         mx = x0 + m["mf1"] * bar_w
         for dash in range(y, y + row * len(items), 6 * s):  # dashed line at the class mean
@@ -183,54 +200,94 @@ def sample_indices(n: int, k: int, seed: int) -> list[int]:
     return list(range(n)) if k >= n else sorted(random.Random(seed).sample(range(n), k))
 
 
-def _reason_chips(true_bits: Sequence[int], decision: Decision | None) -> str:
+def _reason_chips(true_bits: Sequence[int], decision: Decision | None, names: Sequence[tuple[str, str]]) -> str:
     pred = set(decision.reasons) if decision is not None else set()
     chips = []
-    for bit, reason in enumerate(REASONS):
-        truth, said = bool(true_bits[bit]), reason.id in pred
+    for bit, (rid, label) in enumerate(names):
+        truth, said = bool(true_bits[bit]), rid in pred
         kind = "tp" if truth and said else "fp" if said else "missed" if truth else None
         if kind:
-            tip = f"{reason.id} ({kind})"
-            chips.append(f'<span class="reason {kind}" title="{tip}">{html.escape(reason.label)}</span>')
+            chips.append(f'<span class="reason {kind}" title="{rid} ({kind})">{html.escape(label)}</span>')
     return "".join(chips) or '<span class="none">no reasons, true or predicted</span>'
 
 
 def _sample_f1(t: Sequence[int], p: Sequence[int]) -> float:
     tp = sum(a and b for a, b in zip(t, p, strict=True))
     den = sum(t) + sum(p)
-    return 2 * tp / den if den else 0.0
+    return 2 * tp / den if den else 1.0  # nothing true and nothing predicted: right
+
+
+def _bits(ids: Sequence[str], names: Sequence[tuple[str, str]]) -> list[int]:
+    said = set(ids)
+    return [int(cid in said) for cid, _ in names]
+
+
+class _Answer:
+    """A record's parsed answer scored against its labels, in the metrics' class order."""
+
+    def __init__(self, rec: Mapping[str, Any], names: Mapping[str, Sequence[tuple[str, str]]]) -> None:
+        self.parsed = parse_decision(rec["text"])
+        self.decision = self.parsed if isinstance(self.parsed, Decision) else None
+        d = self.decision
+        self.actions = _bits(d.actions, names["actions"]) if d else [0] * len(names["actions"])
+        self.reasons = _bits(d.reasons, names["reasons"]) if d else [0] * len(names["reasons"])
+        self.action_f1 = _sample_f1(rec["actions"], self.actions) if d else 0.0
+        self.reason_f1 = _sample_f1(rec["reasons"], self.reasons) if d else 0.0
+        self.actions_right = d is not None and self.actions == list(rec["actions"])
+        self.reasons_right = d is not None and self.reasons == list(rec["reasons"])
+
+    @property
+    def key(self) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+        """What the answer decided (None when it did not parse), to tell whether two runs answered alike."""
+        return (tuple(self.actions), tuple(self.reasons)) if self.decision else None
+
+    def scene(self) -> str:
+        if self.decision is None:
+            return f'<span class="error">invalid output: {html.escape(str(self.parsed))}</span>'
+        return html.escape(self.decision.scene) or "<i>(no scene text)</i>"
+
+
+def _names(metrics: Mapping[str, Any]) -> dict[str, list[tuple[str, str]]]:
+    return {group: class_names(metrics, group) for group in GROUPS}
+
+
+def _action_names(bits: Sequence[int], names: Sequence[tuple[str, str]]) -> str:
+    return ", ".join(label for (_, label), b in zip(names, bits, strict=True) if b) or "none"
+
+
+def _true_scene(rec: Mapping[str, Any]) -> str:
+    scene = rec.get("true_scene")
+    return html.escape(scene) if isinstance(scene, str) and scene else "<i>no description in the data</i>"
 
 
 def _clip_card(
-    i: int, rec: Mapping[str, Any], parsed: Decision | ParseFailure, frames_img: str | None, actions_img: str
+    i: int, rec: Mapping[str, Any], answer: _Answer, frames_img: str | None, actions_img: str, names: dict
 ) -> str:
-    decision = parsed if isinstance(parsed, Decision) else None
-    pred_actions = decision.action_bits() if decision else [0] * len(ACTION_IDS)
-    pred_reasons = decision.reason_bits() if decision else [0] * len(REASON_IDS)
     clip = html.escape(str(rec.get("clip_id", f"#{i}")))
-    truth_names = ", ".join(a for a, b in zip(ACTION_IDS, rec["actions"], strict=True) if b) or "none"
-    pred_names = (", ".join(decision.actions) or "none") if decision else "unparsed output"
+    truth_names = _action_names(rec["actions"], names["actions"])
+    pred_names = _action_names(answer.actions, names["actions"]) if answer.decision else "unparsed output"
     frames = (
         f'<img class="frames" {frames_img} alt="frames of {clip}">'
         if frames_img
         else '<div class="noframes">frames not found</div>'
     )
-    if decision is not None:
-        verdict = f'<p class="scene">{html.escape(decision.scene) or "<i>(no scene text)</i>"}</p>'
-    else:
-        verdict = f'<p class="error">invalid output: {html.escape(str(parsed))}</p>'
-    action_f1, reason_f1 = _sample_f1(rec["actions"], pred_actions), _sample_f1(rec["reasons"], pred_reasons)
-    scores = f"action F1 {action_f1:.2f} · reason F1 {reason_f1:.2f}"
+    scores = f"action F1 {answer.action_f1:.2f} · reason F1 {answer.reason_f1:.2f}"
+    data = (
+        f'data-order="{i}" data-action="{answer.action_f1:.4f}" data-reason="{answer.reason_f1:.4f}" '
+        f'data-invalid="{int(answer.decision is None)}" data-badactions="{int(not answer.actions_right)}" '
+        f'data-badreasons="{int(not answer.reasons_right)}"'
+    )
     return f"""
-<section class="clip" id="clip-{i}">
+<section class="clip" id="clip-{i}" {data}>
   <header><span class="clipid">{clip}</span><span class="scores">{scores}</span></header>
   {frames}
   <div class="body">
     <img class="actions" {actions_img} alt="G: {html.escape(truth_names)}; P: {html.escape(pred_names)}"
          title="G: {html.escape(truth_names)} | P: {html.escape(pred_names)}">
     <div class="text">
-      {verdict}
-      <div class="reasons">{_reason_chips(rec["reasons"], decision)}</div>
+      <dl class="scenes"><dt>true scene</dt><dd>{_true_scene(rec)}</dd>
+      <dt>predicted</dt><dd>{answer.scene()}</dd></dl>
+      <div class="reasons">{_reason_chips(rec["reasons"], answer.decision, names["reasons"])}</div>
     </div>
   </div>
   <details><summary>raw output</summary><pre>{html.escape(rec["text"])}</pre></details>
@@ -240,28 +297,71 @@ def _clip_card(
 _CSS = f"""
 body {{ font-family: -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; color: {INK}; margin: 24px auto;
        max-width: 1180px; padding: 0 16px; background: #fafafa; }}
-h1 {{ font-size: 22px; margin: 0 0 4px; }} .sub {{ color: {MUTED}; margin: 0 0 16px; }}
+h1 {{ font-size: 22px; margin: 0 0 4px; }} h2 {{ font-size: 17px; margin: 22px 0 6px; }}
+.sub {{ color: {MUTED}; margin: 0 0 16px; }}
 table.metrics {{ border-collapse: collapse; margin: 8px 0 16px; background: white; }}
 table.metrics th, table.metrics td {{ padding: 4px 12px; border-bottom: 1px solid #e0e0e0; text-align: right; }}
 table.metrics th:first-child, table.metrics td:first-child {{ text-align: left; }}
-.legend {{ margin: 12px 0 20px; color: {MUTED}; }} .legend span {{ margin-right: 10px; }}
+td.up {{ color: {TP}; font-weight: 600; }} td.down {{ color: {FP}; font-weight: 600; }}
+.legend {{ margin: 12px 0 12px; color: {MUTED}; }} .legend span {{ margin-right: 10px; }}
+.tools {{ position: sticky; top: 0; background: #fafafa; padding: 8px 0; margin-bottom: 8px; z-index: 1;
+          border-bottom: 1px solid #e0e0e0; }}
+.tools label {{ margin-right: 14px; }} .tools select {{ font: inherit; }} #shown {{ color: {MUTED}; }}
 .clip {{ background: white; border: 1px solid #e0e0e0; border-radius: 8px; padding: 10px 12px; margin: 0 0 14px; }}
 .clip header {{ display: flex; justify-content: space-between; font-size: 14px; margin-bottom: 6px; }}
 .clipid {{ font-family: "DejaVu Sans Mono", monospace; font-weight: 600; }} .scores {{ color: {MUTED}; }}
 img.frames {{ display: block; max-width: 100%; height: auto; border-radius: 4px; }}
 .noframes {{ color: {MUTED}; font-style: italic; padding: 8px 0; }}
-.body {{ display: flex; gap: 16px; align-items: flex-start; margin-top: 8px; }}
+.body {{ display: flex; gap: 16px; align-items: flex-start; margin-top: 8px; flex-wrap: wrap; }}
 img.actions {{ flex: none; }}
-.text {{ flex: 1; min-width: 0; }} .scene {{ margin: 0 0 6px; }} .error {{ margin: 0 0 6px; color: {FP}; }}
+.text {{ flex: 1; min-width: 280px; }} .error {{ color: {FP}; }}
+dl.scenes {{ display: grid; grid-template-columns: max-content 1fr; gap: 2px 10px; margin: 0 0 6px; }}
+dl.scenes dt {{ color: {MUTED}; font-size: 13px; padding-top: 1px; }} dl.scenes dd {{ margin: 0; }}
 .reason {{ display: inline-block; border-radius: 12px; padding: 2px 9px; margin: 0 5px 5px 0; font-size: 13px;
            border: 1px solid; }}
 .reason.tp {{ color: white; background: {TP}; border-color: {TP}; }}
 .reason.fp {{ color: white; background: {FP}; border-color: {FP}; }}
 .reason.missed {{ color: #616161; background: #eeeeee; border: 1px dashed {MISSED}; }}
 .none {{ color: {MUTED}; font-size: 13px; }}
+.runs {{ display: grid; grid-template-columns: 1fr 1fr; gap: 12px; margin-top: 8px; }}
+.run h3 {{ font-size: 14px; margin: 0 0 4px; color: {MUTED}; }}
 details {{ margin-top: 4px; font-size: 12px; color: {MUTED}; }}
 pre {{ white-space: pre-wrap; word-break: break-word; background: #f5f5f5; padding: 6px; border-radius: 4px; }}
 """
+
+# Sorts the clip cards by a data-* attribute (ascending; "-name" descending) and shows those a filter keeps.
+_SCRIPT = """
+<script>
+(function () {
+  const list = document.getElementById("clips"), cards = Array.from(list.children);
+  const sort = document.getElementById("sort"), show = document.getElementById("filter");
+  function update() {
+    const key = sort.value.replace(/^-/, ""), sign = sort.value.startsWith("-") ? -1 : 1;
+    cards.slice().sort((a, b) => sign * (a.dataset[key] - b.dataset[key]) || a.dataset.order - b.dataset.order)
+      .forEach((card) => list.appendChild(card));
+    let shown = 0;
+    cards.forEach((card) => {
+      const keep = show.value === "all" || card.dataset[show.value] === "1";
+      card.hidden = !keep;
+      shown += keep;
+    });
+    document.getElementById("shown").textContent = shown + " of " + cards.length + " clips shown";
+  }
+  sort.addEventListener("change", update);
+  show.addEventListener("change", update);
+  update();
+})();
+</script>"""
+
+
+def _tools(sorts: Sequence[tuple[str, str]], filters: Sequence[tuple[str, str]]) -> str:
+    """The sort and filter controls: (data attribute, text) pairs; filters keep cards whose attribute is 1."""
+    sort = "".join(f'<option value="{value}">{text}</option>' for value, text in sorts)
+    keep = "".join(f'<option value="{value}">{text}</option>' for value, text in [("all", "all clips"), *filters])
+    return (
+        f'<div class="tools"><label>sort <select id="sort">{sort}</select></label>'
+        f'<label>show <select id="filter">{keep}</select></label><span id="shown"></span></div>'
+    )
 
 
 def _metrics_table(metrics: Mapping[str, Any]) -> str:
@@ -269,18 +369,59 @@ def _metrics_table(metrics: Mapping[str, Any]) -> str:
     head = "".join(f"<th>{k}</th>" for k in keys)
     rows = "".join(
         f"<tr><td>{group}</td>" + "".join(f"<td>{metrics[group][k]:.4f}</td>" for k in keys) + "</tr>"
-        for group in ("actions", "reasons")
+        for group in GROUPS
     )
     return f'<table class="metrics"><tr><th></th>{head}</tr>{rows}</table>'
 
 
 def _save(img: Image.Image, path: Path) -> str:
     img.save(path)
-    return f"{IMAGES_DIR}/{path.name}"
+    return f"{path.parent.name}/{path.name}"
 
 
 def _html_size(img: Image.Image) -> str:
     return f'width="{img.width // _SCALE}" height="{img.height // _SCALE}"'
+
+
+def _fresh_images(folder: Path) -> Path:
+    """``folder``, created, without the PNGs of an earlier run (which must not be left behind)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.png"):
+        old.unlink()
+    return folder
+
+
+def _actions_image(images: Path, true_bits: Sequence[int], pred_bits: Sequence[int] | None) -> str:
+    """The G/P arrow pads as an ``<img>``'s attributes; one PNG per distinct (G, P) pair, shared by its clips."""
+    img = draw_actions(true_bits, pred_bits)
+    name = f"actions_G{''.join(map(str, true_bits))}_P{''.join(map(str, pred_bits)) if pred_bits else 'x'}.png"
+    src = f"{images.name}/{name}" if (images / name).is_file() else _save(img, images / name)
+    return f'src="{src}" {_html_size(img)}'
+
+
+def _frames_image(images: Path, name: str, frames: Sequence[Image.Image] | None) -> str | None:
+    if not frames:
+        return None
+    strip = draw_frames(frames)
+    return f'src="{_save(strip, images / name)}" {_html_size(strip)}'
+
+
+def _page(title: str, body: str) -> str:
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{_CSS}</style></head>
+<body>
+<h1>{html.escape(title)}</h1>
+{body}
+</body></html>
+"""
+
+
+_LEGEND = (
+    f'<span style="color:{TRUTH}">&#9632; G: ground-truth action</span>'
+    f'<span style="color:{TP}">&#9632; true positive</span><span style="color:{FP}">&#9632; false positive</span>'
+    f'<span style="color:{MISSED}">&#9633; missed</span><span>stop sign = stop/slow down</span>'
+)
 
 
 def render_report(
@@ -297,53 +438,183 @@ def render_report(
     if samples < 1:
         raise ValueError(f"the report needs at least one sampled clip, got samples={samples}")
     out = Path(out_dir)
-    images = out / IMAGES_DIR
-    images.mkdir(parents=True, exist_ok=True)
-    for old in images.glob("*.png"):  # a report of an earlier run must not leave stale images behind
-        old.unlink()
+    images = _fresh_images(out / IMAGES_DIR)
+    names = _names(metrics)
     bars = draw_f1_bars(metrics)
     bars_src = _save(bars, images / "f1_bars.png")
     picked = sample_indices(len(records), samples, seed)
     cards = []
     for i in picked:
         rec = records[i]
-        parsed = parse_decision(rec["text"])
-        pred_bits = parsed.action_bits() if isinstance(parsed, Decision) else None
-        # One image per distinct (G, P) pair, shared by the clips that have it.
-        name = (
-            f"actions_G{''.join(map(str, rec['actions']))}_P{''.join(map(str, pred_bits)) if pred_bits else 'x'}.png"
-        )
-        actions_img = draw_actions(rec["actions"], pred_bits)
-        actions_src = f"{IMAGES_DIR}/{name}" if (images / name).is_file() else _save(actions_img, images / name)
-        clip_frames = frames(rec) if frames is not None else None
-        frames_attrs = None
-        if clip_frames:
-            strip = draw_frames(clip_frames)
-            frames_attrs = f'src="{_save(strip, images / f"clip{i:05d}_frames.png")}" {_html_size(strip)}'
-        cards.append(_clip_card(i, rec, parsed, frames_attrs, f'src="{actions_src}" {_html_size(actions_img)}'))
-    legend = (
-        f'<span style="color:{TRUTH}">&#9632; G: ground-truth action</span>'
-        f'<span style="color:{TP}">&#9632; true positive</span><span style="color:{FP}">&#9632; false positive</span>'
-        f'<span style="color:{MISSED}">&#9633; missed</span><span>stop sign = stop/slow down</span>'
-    )
+        answer = _Answer(rec, names)
+        actions_img = _actions_image(images, rec["actions"], answer.actions if answer.decision else None)
+        frames_img = _frames_image(images, f"clip{i:05d}_frames.png", frames(rec) if frames is not None else None)
+        cards.append(_clip_card(i, rec, answer, frames_img, actions_img, names))
     n_invalid = sum(not isinstance(parse_decision(r["text"]), Decision) for r in records)
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>{_CSS}</style></head>
-<body>
-<h1>{html.escape(title)}</h1>
-<p class="sub">{metrics["n"]} clips · JSON validity {metrics["json_validity"]:.3f} ({n_invalid} invalid outputs;
-strict, nothing but the JSON: {metrics["strict_json_validity"]:.3f}) ·
+    tools = _tools(
+        [("order", "clip order"), ("action", "worst action F1 first"), ("reason", "worst reason F1 first")],
+        [("badactions", "wrong actions"), ("badreasons", "wrong reasons"), ("invalid", "invalid outputs")],
+    )
+    body = f"""<p class="sub">{metrics["n"]} clips · JSON validity {metrics["json_validity"]:.3f} ({n_invalid} invalid
+outputs; strict, nothing but the JSON: {metrics["strict_json_validity"]:.3f}) ·
 showing {len(picked)} clips sampled with seed {seed}</p>
 {_metrics_table(metrics)}
 <img class="bars" src="{bars_src}" {_html_size(bars)} alt="per-class F1 bars">
-<p class="legend">{legend}</p>
-{"".join(cards)}
-</body></html>
-"""
+<p class="legend">{_LEGEND}</p>
+{tools}
+<div id="clips">{"".join(cards)}</div>
+{_SCRIPT}"""
     path = out / REPORT_FILE
-    path.write_text(page, encoding="utf-8")
+    path.write_text(_page(title, body), encoding="utf-8")
     return path
 
 
-__all__ = ["draw_actions", "draw_f1_bars", "draw_frames", "render_report", "sample_indices"]
+def _change_cell(before: float, after: float) -> str:
+    delta = after - before
+    kind = "up" if delta >= 0.0005 else "down" if delta <= -0.0005 else ""
+    return f'<td class="{kind}">{delta:+.3f}</td>'
+
+
+def _compare_tables(before: Mapping[str, Any], after: Mapping[str, Any], labels: tuple[str, str]) -> str:
+    """The headline metrics and every class's F1 of two runs side by side, with the change."""
+    head = f"<tr><th></th><th>{html.escape(labels[0])}</th><th>{html.escape(labels[1])}</th><th>change</th>"
+    rows = [
+        f"<tr><td>{group} {key}</td><td>{before[group][key]:.3f}</td><td>{after[group][key]:.3f}</td>"
+        f"{_change_cell(before[group][key], after[group][key])}</tr>"
+        for group in GROUPS
+        for key in ("f1_all", "mf1", "exact_match")
+    ]
+    for key in ("json_validity", "strict_json_validity"):
+        if key in before and key in after:
+            rows.append(
+                f"<tr><td>{key}</td><td>{before[key]:.3f}</td><td>{after[key]:.3f}</td>"
+                f"{_change_cell(before[key], after[key])}</tr>"
+            )
+    tables = [f'<table class="metrics">{head}</tr>{"".join(rows)}</table>']
+    for group in GROUPS:
+        lines = "".join(
+            f'<tr><td title="{cid}">{html.escape(label)}</td><td>{before[group]["per_class"][cid]:.3f}</td>'
+            f"<td>{after[group]['per_class'][cid]:.3f}</td>"
+            f"{_change_cell(before[group]['per_class'][cid], after[group]['per_class'][cid])}"
+            f"<td>{before[group]['support'][cid]}</td></tr>"
+            for cid, label in class_names(before, group)
+        )
+        title = f"<h2>{group.capitalize()}: per-class F1</h2>"
+        tables.append(f'{title}<table class="metrics">{head}<th>support</th></tr>{lines}</table>')
+    return "".join(tables)
+
+
+def changed_answers(
+    before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[str, Any]], names: dict
+) -> tuple[list[tuple[Mapping[str, Any], _Answer, _Answer]], int]:
+    """The clips (by ``clip_id``) present in both runs whose decided actions or reasons differ, or whose output
+    parsed in one run only, with both answers; and how many clips the two runs share."""
+    after_by_id = {rec.get("clip_id"): rec for rec in after}
+    changed, shared = [], 0
+    for rec in before:
+        other = after_by_id.get(rec.get("clip_id"))
+        if other is None:
+            continue
+        shared += 1
+        a, b = _Answer(rec, names), _Answer(other, names)
+        if a.key != b.key:
+            changed.append((rec, a, b))
+    return changed, shared
+
+
+def _change_card(
+    i: int,
+    rec: Mapping[str, Any],
+    answers: tuple[_Answer, _Answer],
+    labels: tuple[str, str],
+    images: Path,
+    frames_img: str | None,
+    names: dict,
+) -> str:
+    clip = html.escape(str(rec.get("clip_id", f"#{i}")))
+    score = [(a.action_f1 + a.reason_f1) / 2 for a in answers]
+    delta = score[1] - score[0]
+    runs = []
+    for label, answer in zip(labels, answers, strict=True):
+        pads = _actions_image(images, rec["actions"], answer.actions if answer.decision else None)
+        runs.append(
+            f'<div class="run"><h3>{html.escape(label)} · action F1 {answer.action_f1:.2f} · reason F1 '
+            f'{answer.reason_f1:.2f}</h3><img class="actions" {pads} alt="{html.escape(label)} actions">'
+            f'<p>{answer.scene()}</p><div class="reasons">'
+            f"{_reason_chips(rec['reasons'], answer.decision, names['reasons'])}</div></div>"
+        )
+    frames = f'<img class="frames" {frames_img} alt="frames of {clip}">' if frames_img else ""
+    data = f'data-order="{i}" data-delta="{delta:.4f}" data-better="{int(delta > 0)}" data-worse="{int(delta < 0)}"'
+    verdict = "better" if delta > 0 else "worse" if delta < 0 else "as good"
+    return f"""
+<section class="clip" {data}>
+  <header><span class="clipid">{clip}</span><span class="scores">{verdict}: mean of action and reason F1
+  {score[0]:.2f} &rarr; {score[1]:.2f}</span></header>
+  {frames}
+  <dl class="scenes"><dt>true scene</dt><dd>{_true_scene(rec)}</dd><dt>true actions</dt>
+  <dd>{html.escape(_action_names(rec["actions"], names["actions"]))}</dd></dl>
+  <div class="runs">{"".join(runs)}</div>
+</section>"""
+
+
+def render_comparison(
+    before: Sequence[Mapping[str, Any]],
+    after: Sequence[Mapping[str, Any]],
+    before_metrics: Mapping[str, Any],
+    after_metrics: Mapping[str, Any],
+    out_dir: str | Path,
+    labels: tuple[str, str] = ("before", "after"),
+    frames: FrameSource | None = None,
+    max_clips: int = 60,
+) -> Path:
+    """Write ``out_dir/compare.html`` (PNGs in ``out_dir/compare/``): two runs' metrics and per-class F1 side by
+    side, and up to ``max_clips`` of the clips whose answer changed, those that got worst first."""
+    if max_clips < 1:
+        raise ValueError(f"max_clips must be at least 1, got {max_clips}")
+    for group in GROUPS:
+        if list(before_metrics[group]["per_class"]) != list(after_metrics[group]["per_class"]):
+            raise ValueError(f"the two runs do not score the same {group}; compare runs of one label set")
+    out = Path(out_dir)
+    images = _fresh_images(out / COMPARE_IMAGES_DIR)
+    names = _names(before_metrics)
+    changed, shared = changed_answers(before, after, names)
+    if not shared:
+        raise ValueError("the two prediction files share no clip_id: compare two runs on the same clips")
+    deltas = [(b.action_f1 + b.reason_f1 - a.action_f1 - a.reason_f1) / 2 for _, a, b in changed]
+    better, worse = sum(d > 0 for d in deltas), sum(d < 0 for d in deltas)
+    order = sorted(range(len(changed)), key=lambda k: deltas[k])[:max_clips]
+    cards = []
+    for n, k in enumerate(order):
+        rec, a, b = changed[k]
+        frames_img = _frames_image(images, f"clip{n:05d}_frames.png", frames(rec) if frames is not None else None)
+        cards.append(_change_card(n, rec, (a, b), labels, images, frames_img, names))
+    tools = _tools(
+        [("delta", "got worse first"), ("-delta", "got better first")],
+        [("worse", "got worse"), ("better", "got better")],
+    )
+    only = len(before) + len(after) - 2 * shared
+    body = f"""<p class="sub">{html.escape(labels[0])} against {html.escape(labels[1])} on {shared} shared clips
+{f"({only} clips in one run only, left out)" if only else ""} · {len(changed)} changed their answer: {better} got
+better, {worse} worse, {len(changed) - better - worse} as good (mean of the clip's action and reason F1) ·
+showing {len(cards)}</p>
+{_compare_tables(before_metrics, after_metrics, labels)}
+<h2>Clips whose answer changed</h2>
+<p class="legend">{_LEGEND}</p>
+{tools if cards else ""}
+<div id="clips">{"".join(cards) or '<p class="none">no clip changed its answer</p>'}</div>
+{_SCRIPT if cards else ""}"""
+    path = out / COMPARE_FILE
+    path.write_text(_page(f"{labels[0]} vs {labels[1]}", body), encoding="utf-8")
+    return path
+
+
+__all__ = [
+    "changed_answers",
+    "class_names",
+    "draw_actions",
+    "draw_f1_bars",
+    "draw_frames",
+    "render_comparison",
+    "render_report",
+    "sample_indices",
+]

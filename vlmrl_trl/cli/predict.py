@@ -51,6 +51,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_skip_option(e)
     e.set_defaults(handler=run_eval)
 
+    c = subparsers.add_parser(
+        "compare", help="two runs side by side (e.g. SFT and an RL stage): per-class F1 and the clips that changed"
+    )
+    c.add_argument("--before", required=True, help="predictions.jsonl of the first run (e.g. the SFT model)")
+    c.add_argument("--after", required=True, help="predictions.jsonl of the second run, on the same clips")
+    c.add_argument("--out", required=True, help="folder for compare.html and compare/")
+    c.add_argument("--names", nargs=2, default=("before", "after"), metavar=("BEFORE", "AFTER"), help="run names")
+    c.add_argument("--data", default=None, help="where the clips' root folder is now, if it moved since predict")
+    c.add_argument("--max-clips", type=int, default=60, help="changed clips shown, those that got worse first")
+    add_skip_option(c)
+    c.set_defaults(handler=run_compare)
+
 
 # What a --data folder must hold, for the errors that find it missing.
 DATA_FOLDER = (
@@ -166,5 +178,28 @@ def run_eval(args: argparse.Namespace) -> int:
         print(
             f"frames not found for {len(missing)} reported clips (e.g. {missing[0]}); pass --data ROOT if they moved"
         )
+    print(f"wrote {path}")
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from ..metrics import score_records
+    from ..report import render_comparison
+    from .score import read_checked
+
+    _positive("--max-clips", args.max_clips)
+    before, after = (read_checked(path, args.skip_invalid) for path in (args.before, args.after))
+    before_metrics, after_metrics = score_records(before), score_records(after)
+    missing: list[str] = []
+    path = render_comparison(
+        before,
+        after,
+        before_metrics,
+        after_metrics,
+        args.out,
+        labels=tuple(args.names),
+        frames=frame_source(args.data, missing),
+        max_clips=args.max_clips,
+    )
     print(f"wrote {path}")
     return 0

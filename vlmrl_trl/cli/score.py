@@ -23,12 +23,10 @@ def add_skip_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def score_file(
-    predictions: str | Path, out_dir: str | Path, skip_invalid: bool = False
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Score a predictions file, print the metrics table and write ``metrics.json`` (``score`` and ``eval``);
-    with ``skip_invalid``, bad lines are counted and left out instead of stopping at the first."""
-    from ..metrics import format_metrics_table, read_predictions, score_records, write_metrics
+def read_checked(predictions: str | Path, skip_invalid: bool = False) -> list[dict[str, Any]]:
+    """The records of a predictions file; a bad line stops it, naming ``--skip-invalid``, which instead skips bad
+    lines and says how many."""
+    from ..metrics import read_predictions
 
     skipped: list[str] | None = [] if skip_invalid else None
     try:
@@ -39,6 +37,16 @@ def score_file(
         raise ValueError(f"{err} (--skip-invalid scores the other lines)") from None
     if skipped:
         print(f"skipped {len(skipped)} invalid line{'s' * (len(skipped) > 1)} of {predictions} (first: {skipped[0]})")
+    return records
+
+
+def score_file(
+    predictions: str | Path, out_dir: str | Path, skip_invalid: bool = False
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Score a predictions file, print the metrics table and write ``metrics.json`` (``score`` and ``eval``)."""
+    from ..metrics import format_metrics_table, score_records, write_metrics
+
+    records = read_checked(predictions, skip_invalid)
     metrics = score_records(records)
     print(format_metrics_table(metrics))
     print(f"\nwrote {write_metrics(metrics, out_dir)}")
