@@ -30,15 +30,6 @@ FAKE_IMAGE_TOKEN = "<fake_token_around_image>"
 GLOBAL_IMAGE_TOKEN = "<global-img>"
 # Idefics3Processor looks up one tag per tile of a split image, up to a 6x6 grid.
 ROW_COL_TOKENS: tuple[str, ...] = tuple(f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7))
-SPECIAL_TOKENS: tuple[str, ...] = (
-    PAD_TOKEN,
-    BOS_TOKEN,
-    EOS_TOKEN,
-    FAKE_IMAGE_TOKEN,
-    IMAGE_TOKEN,
-    GLOBAL_IMAGE_TOKEN,
-    *ROW_COL_TOKENS,
-)
 
 # SmolVLM's turn layout ("User:<image>...text<end_of_utterance>\nAssistant: answer<end_of_utterance>\n"),
 # with the whole assistant turn, end-of-utterance included, inside the generation markers.
@@ -96,8 +87,17 @@ def _tokenizer_corpus() -> list[str]:
     return lines * 4 + scenes + [" ".join(ids)] * _ID_REPEATS + [_SCENE_WORDS] * _ID_REPEATS
 
 
-def build_tiny_tokenizer(vocab_size: int = 1024) -> Any:
-    """A byte-level BPE ``PreTrainedTokenizerFast`` with Idefics3's special tokens, trained on a built-in corpus."""
+def build_tiny_tokenizer(
+    vocab_size: int = 1024,
+    *,
+    bos_token: str = BOS_TOKEN,
+    eos_token: str = EOS_TOKEN,
+    pad_token: str = PAD_TOKEN,
+    extra_special_tokens: tuple[str, ...] = (FAKE_IMAGE_TOKEN, IMAGE_TOKEN, GLOBAL_IMAGE_TOKEN, *ROW_COL_TOKENS),
+    **attributes: str,
+) -> Any:
+    """A byte-level BPE ``PreTrainedTokenizerFast`` trained on a built-in corpus, with a family's special tokens
+    (Idefics3's by default); ``attributes`` become named special tokens (``image_token="<|image_pad|>"``)."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -112,19 +112,20 @@ def build_tiny_tokenizer(vocab_size: int = 1024) -> Any:
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=list(dict.fromkeys([pad_token, bos_token, eos_token, *extra_special_tokens])),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(_tokenizer_corpus(), trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        bos_token=BOS_TOKEN,
-        eos_token=EOS_TOKEN,
-        pad_token=PAD_TOKEN,
-        extra_special_tokens=[FAKE_IMAGE_TOKEN, IMAGE_TOKEN, GLOBAL_IMAGE_TOKEN, *ROW_COL_TOKENS],
+        bos_token=bos_token,
+        eos_token=eos_token,
+        pad_token=pad_token,
+        extra_special_tokens=[token for token in extra_special_tokens if token not in (bos_token, eos_token)],
         add_bos_token=False,
         model_max_length=2048,
+        **attributes,
     )
 
 

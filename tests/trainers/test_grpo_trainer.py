@@ -18,6 +18,7 @@ from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer, ModelConfig
 
 from vlmrl_trl.data import build_prompt
+from vlmrl_trl.families.per_row import PerRowAdapter
 from vlmrl_trl.models import load_model, load_processor
 from vlmrl_trl.trainers import VLMGRPOConfig, VLMGRPOTrainer, vision_sharing_fallback
 from vlmrl_trl.trainers.grpo_trainer import (
@@ -420,7 +421,7 @@ def test_clip_grouped_permutation_keeps_clips_together_and_trl_random_stream():
     orders, clip_orders = set(), set()
     for seed in range(200):
         torch.manual_seed(seed)
-        permutation = clip_grouped_permutation(batch)
+        permutation = clip_grouped_permutation(batch, PerRowAdapter())
         after = torch.rand(1)
         torch.manual_seed(seed)
         torch.randperm(12)  # what TRL's `shuffle_sequence_dict` draws

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 from trl import ModelConfig
 
+from vlmrl_trl.families.per_row import PerRowAdapter
 from vlmrl_trl.models import load_model, load_processor
 from vlmrl_trl.trainers.vision_cache import (
     MemoizedImageProcessor,
@@ -133,7 +134,7 @@ def test_memoized_processing_equals_the_processor_and_preprocesses_each_clip_onc
     _, images, texts = clip_batch
     expected = processor(images=images, text=texts, padding=True, return_tensors="pt")
     real_image_processor = processor.image_processor
-    with memoized_image_processing(processor) as memo:
+    with memoized_image_processing(processor, PerRowAdapter().select_rows) as memo:
         assert isinstance(processor.image_processor, MemoizedImageProcessor)
         first = processor(images=images, text=texts, padding=True, return_tensors="pt")
         assert memo.clips_processed == 3
@@ -149,7 +150,7 @@ def test_memoized_processing_equals_the_processor_and_preprocesses_each_clip_onc
 
 def test_memoized_image_processor_passes_flat_image_lists_through(processor):
     frames = [frame(1), frame(2)]
-    memo = MemoizedImageProcessor(processor.image_processor)
+    memo = MemoizedImageProcessor(processor.image_processor, PerRowAdapter().select_rows)
     out = memo(frames, return_tensors="pt")
     expected = processor.image_processor(frames, return_tensors="pt")
     assert torch.equal(out["pixel_values"], expected["pixel_values"])

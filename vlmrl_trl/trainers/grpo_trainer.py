@@ -18,13 +18,9 @@ from trl.extras.profiling import profiling_context, profiling_decorator
 from trl.models import unwrap_model_for_generation
 from trl.trainer.utils import pad, split_tensor_dict
 
+from ..families import FamilyAdapter, adapter_for
 from .prompt_packing import pack_shared_prompts
-from .vision_cache import (
-    group_identical_rows,
-    has_supported_vision_backbone,
-    memoized_image_processing,
-    share_image_features,
-)
+from .vision_cache import memoized_image_processing
 
 logger = get_logger(__name__)
 
@@ -34,8 +30,6 @@ logger = get_logger(__name__)
 MICRO_BATCH_INDEPENDENT_LOSS_TYPES = frozenset({"grpo", "dr_grpo", "dapo", "cispo", "sapo", "luspo", "vespo"})
 # Attention implementations that take an arbitrary 4D mask (the packed prompts' tree mask).
 TREE_MASK_ATTENTION = frozenset({"sdpa", "eager"})
-# Log-prob pass inputs the packed forward handles: Idefics-family frames, one padded row of frames per sample.
-PACKABLE_INPUTS = frozenset({"pixel_values", "pixel_attention_mask", "num_images"})
 
 
 def vision_sharing_fallback(args: GRPOConfig, model: nn.Module, processing_class: Any) -> str | None:
@@ -44,13 +38,16 @@ def vision_sharing_fallback(args: GRPOConfig, model: nn.Module, processing_class
         return "`use_vllm=True`: vLLM generates the completions (with its own prefix caching)"
     if not isinstance(processing_class, ProcessorMixin):
         return "the processing class is a tokenizer, so the prompts carry no images"
-    if not has_supported_vision_backbone(model):
-        return f"{type(model).__name__} has no Idefics2, Idefics3 or SmolVLM vision backbone"
+    if adapter_for(model) is None:
+        return f"{type(model).__name__} belongs to no family adapter (`vlmrl_trl.families.ADAPTERS`)"
     return None
 
 
 def prompt_packing_fallback(model: nn.Module) -> str | None:
     """Why the log-prob passes must keep one row per completion, or None when rows can share their prompt."""
+    adapter = adapter_for(model)
+    if adapter is not None and adapter.packing_fallback is not None:
+        return f"{adapter.name}: {adapter.packing_fallback}"
     implementation = getattr(model.config.get_text_config(), "_attn_implementation", None)
     if implementation not in TREE_MASK_ATTENTION:
         return f"attention implementation {implementation!r} takes no custom 4D attention mask"
@@ -76,15 +73,20 @@ def micro_batch_dependence(args: GRPOConfig, aux_loss_enabled: bool = False) -> 
     return None
 
 
-def clip_grouped_permutation(batch: dict[str, Any]) -> torch.Tensor:
+def visual_inputs(adapter: FamilyAdapter, batch: dict[str, Any]) -> dict[str, Any]:
+    """The visual inputs of `batch` that `adapter` knows, those that are set."""
+    return {key: batch[key] for key in adapter.visual_keys if batch.get(key) is not None}
+
+
+def clip_grouped_permutation(batch: dict[str, Any], adapter: FamilyAdapter) -> torch.Tensor:
     """A random order of the batch's rows that keeps each clip's rows together, clips and rows within a clip shuffled.
 
     Draws the one `torch.randperm` TRL's row shuffle draws (so the random stream stays TRL's), then orders the clips
     by where their first row landed and keeps the drawn order within each clip. Rows belong to the same clip when
-    their prompt tokens and frames are bit-identical.
+    their prompt tokens and visual inputs are bit-identical.
     """
-    keys = ("prompt_ids", "prompt_mask", "pixel_values", "pixel_attention_mask")
-    _, clip = group_identical_rows(*(batch[key] for key in keys if isinstance(batch.get(key), torch.Tensor)))
+    columns = [batch[key] for key in ("prompt_ids", "prompt_mask")]
+    _, clip = adapter.group_rows(columns, visual_inputs(adapter, batch), batch.get("num_images"))
     clip = clip.cpu()
     permutation = torch.randperm(clip.numel())
     shuffled_clip = clip[permutation]
@@ -134,6 +136,7 @@ class VLMGRPOTrainer(GRPOTrainer):
         self.share_vision = False
         self.group_clips = False
         self.pack_prompts = False
+        self.adapter = adapter_for(self.model)
         if not getattr(self.args, "deduplicate_vision", True):
             logger.info("VLMGRPOTrainer: `deduplicate_vision=False`, running TRL's GRPO path.")
             return
@@ -142,9 +145,9 @@ class VLMGRPOTrainer(GRPOTrainer):
             logger.warning(f"VLMGRPOTrainer runs TRL's GRPO path without sharing vision work: {reason}.")
             return
         self.share_vision = True
-        share_image_features(self.model)
+        self.adapter.share_features(self.model)
         if self.ref_model is not None:
-            share_image_features(self.ref_model)
+            self.adapter.share_features(self.ref_model)
         self.group_clips = self._decide_clip_grouping()
         if getattr(self.args, "pack_shared_prompts", True):
             reason = prompt_packing_fallback(self.model)
@@ -181,18 +184,22 @@ class VLMGRPOTrainer(GRPOTrainer):
             return super()._prepare_inputs(generation_batch)
         if self._step % (self.args.steps_per_generation * self.num_iterations) == 0 or self._buffered_inputs is None:
             batch = self._generate_and_score_completions(generation_batch)
-            batch = permute_rows(batch, clip_grouped_permutation(batch))
-            # Idefics-family pixel values are per-row tensors, so TRL's split by image grid does not apply.
-            self._buffered_inputs = split_tensor_dict(batch, self.args.steps_per_generation)
+            permutation = clip_grouped_permutation(batch, self.adapter)
+            visual = visual_inputs(self.adapter, batch)
+            batch = {**batch, **self.adapter.split_rows(visual, batch.get("num_images"))}
+            chunks = split_tensor_dict(permute_rows(batch, permutation), self.args.steps_per_generation)
+            self._buffered_inputs = [
+                {**chunk, **self.adapter.merge_rows(visual_inputs(self.adapter, chunk))} for chunk in chunks
+            ]
         return self._buffered_inputs[self._step % self.args.steps_per_generation]
 
     def _packs_prompts(self, compute_aux_loss: bool, inputs: dict[str, Any]) -> bool:
         """Whether this log-prob pass can score the completions of a shared prompt in one packed sequence."""
+        known = self.adapter.visual_keys | {"num_images"}
         return (
             self.pack_prompts
             and not compute_aux_loss
-            and all(value is None for key, value in inputs.items() if key not in PACKABLE_INPUTS)
-            and (inputs.get("pixel_values") is None or inputs["pixel_values"].ndim == 5)
+            and all(value is None for key, value in inputs.items() if key not in known)
         )
 
     def _get_per_token_logps_and_entropies(
@@ -219,38 +226,33 @@ class VLMGRPOTrainer(GRPOTrainer):
                 compute_aux_loss,
                 **inputs,
             )
-        pixel_values, pixel_attention_mask = inputs.get("pixel_values"), inputs.get("pixel_attention_mask")
         num_images = inputs.get("num_images")
+        visual = {key: value for key, value in inputs.items() if key != "num_images" and value is not None}
         batch_size = batch_size or input_ids.size(0)
         prompt_width = input_ids.size(1) - logits_to_keep
         logps, entropies = [], []
         for start in range(0, input_ids.size(0), batch_size):
-            rows = slice(start, min(start + batch_size, input_ids.size(0)))
-            frames = {"pixel_values": pixel_values, "pixel_attention_mask": pixel_attention_mask}
-            frames = {key: value[rows] for key, value in frames.items() if value is not None}
-            prompt_columns = (input_ids[rows, :prompt_width], attention_mask[rows, :prompt_width], *frames.values())
-            first, inverse = group_identical_rows(*prompt_columns)
-            ends_with_image = bool((input_ids[rows, prompt_width - 1] == self.model.config.image_token_id).any())
+            rows = list(range(start, min(start + batch_size, input_ids.size(0))))
+            chunk_images = None if num_images is None else [num_images[row] for row in rows]
+            chunk = self.adapter.select_rows(visual, num_images, rows)
+            chunk_ids, chunk_mask = input_ids[rows], attention_mask[rows]
+            first, inverse = self.adapter.group_rows(
+                [chunk_ids[:, :prompt_width], chunk_mask[:, :prompt_width]], chunk, chunk_images
+            )
+            ends_with_image = bool((chunk_ids[:, prompt_width - 1] == self.model.config.image_token_id).any())
             if first.numel() == inverse.numel() or ends_with_image:
                 chunk_logps, chunk_entropies, _ = super()._get_per_token_logps_and_entropies(
                     model,
-                    input_ids[rows],
-                    attention_mask[rows],
+                    chunk_ids,
+                    chunk_mask,
                     logits_to_keep,
                     compute_entropy=compute_entropy,
-                    num_images=None if num_images is None else num_images[rows],
-                    **frames,
+                    num_images=chunk_images,
+                    **chunk,
                 )
             else:
                 chunk_logps, chunk_entropies = self._packed_logps_and_entropies(
-                    model,
-                    input_ids[rows],
-                    attention_mask[rows],
-                    logits_to_keep,
-                    first,
-                    inverse,
-                    frames,
-                    compute_entropy,
+                    model, chunk_ids, chunk_mask, logits_to_keep, first, inverse, chunk, chunk_images, compute_entropy
                 )
             logps.append(chunk_logps)
             entropies.append(chunk_entropies)
@@ -265,12 +267,19 @@ class VLMGRPOTrainer(GRPOTrainer):
         logits_to_keep: int,
         first: torch.Tensor,
         inverse: torch.Tensor,
-        frames: dict[str, torch.Tensor],
+        visual: dict[str, Any],
+        num_images: list[int] | None,
         compute_entropy: bool,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Completion log-probs and entropies of rows grouped by prompt, from one forward of the packed prompts."""
         packed = pack_shared_prompts(
-            input_ids, attention_mask, logits_to_keep, first, inverse, self._tokenizer.pad_token_id
+            input_ids,
+            attention_mask,
+            logits_to_keep,
+            first,
+            inverse,
+            self._tokenizer.pad_token_id,
+            position_ids=self.adapter.position_ids(model, input_ids, attention_mask, visual),
         )
         mask = packed.attention_mask
         if self.model.config.get_text_config()._attn_implementation == "eager":
@@ -283,7 +292,7 @@ class VLMGRPOTrainer(GRPOTrainer):
                 position_ids=packed.position_ids,
                 shift_labels=packed.shift_labels,
                 fused_lm_head=True,
-                **{key: value[packed.first] for key, value in frames.items()},
+                **self.adapter.packed_inputs(self.adapter.select_rows(visual, num_images, packed.first.tolist())),
             )
         return packed.unpack(outputs.log_probs), packed.unpack(outputs.entropy) if compute_entropy else None
 
@@ -291,21 +300,23 @@ class VLMGRPOTrainer(GRPOTrainer):
         """TRL's rollout, with the processor preprocessing each distinct clip of the batch once."""
         if not self.share_vision:
             return super()._generate_and_score_completions(inputs)
-        with memoized_image_processing(self.processing_class):
+        with memoized_image_processing(self.processing_class, self.adapter.select_rows):
             return super()._generate_and_score_completions(inputs)
 
     def _shares_prefill(self, multimodal_fields: dict[str, Any], has_tool_images: bool) -> bool:
         """Whether generation can start from a shared prefill: transformers' sampling with a dynamic cache, one
-        sequence per row, and per-row multimodal tensors. Decided by settings only, the same on every process."""
+        sequence per row, and visual inputs the family adapter lays out. Decided by settings only, the same on every
+        process."""
         config = self.generation_config
         return (
             self.share_vision
+            and self.adapter.prefill_fallback is None
             and not self.use_transformers_continuous_batching
             and not has_tool_images
             and config.cache_implementation in (None, "dynamic")
-            and config.use_cache
+            and config.use_cache is not False  # None: transformers' default, a cache
             and config.num_beams == 1
-            and all(isinstance(value, torch.Tensor) for value in multimodal_fields.values())
+            and multimodal_fields.keys() <= self.adapter.visual_keys
         )
 
     def _generate_single_turn(
@@ -345,20 +356,31 @@ class VLMGRPOTrainer(GRPOTrainer):
                 "A prompt ends with an image token, which the shared prefill would leave without its features; end "
                 "prompts with text (`add_generation_prompt`) or set `deduplicate_vision=False`."
             )
+        # Per-token fields come as one list per prompt: left-pad them like the prompts, as TRL does.
+        fields = {
+            key: value
+            if isinstance(value, torch.Tensor)
+            else pad(
+                [torch.tensor(row) for row in value],
+                padding_value=0,
+                padding_side="left",
+                pad_to_multiple_of=self.pad_to_multiple_of,
+            )
+            for key, value in multimodal_fields.items()
+        }
+        num_images = None if images is None else [len(row) if row else 0 for row in images]
         # Every process takes this path whatever its rows hold (even all distinct), so processes that gather
         # parameters per forward (ZeRO-3) run the same forwards.
-        first, inverse = group_identical_rows(input_ids, attention_mask, *multimodal_fields.values())
+        first, inverse = self.adapter.group_rows([input_ids, attention_mask], fields, num_images)
 
         # The shared prefill covers every prompt token but the last; `generate` then feeds the last one, so
         # sampling, logits processors and stopping are exactly transformers' own.
-        prefix_mask = attention_mask[first, :-1]
         prefill_inputs = self._prepare_input(
-            {
-                "input_ids": input_ids[first, :-1],
-                "attention_mask": prefix_mask,
-                "position_ids": (prefix_mask.cumsum(-1) - 1).masked_fill(prefix_mask == 0, 0),
-                **{name: value[first] for name, value in multimodal_fields.items()},
-            }
+            self.adapter.prefill_inputs(
+                input_ids[first, :-1],
+                attention_mask[first, :-1],
+                self.adapter.select_rows(fields, num_images, first.tolist()),
+            )
         )
         generate_inputs = self._prepare_input({"input_ids": input_ids, "attention_mask": attention_mask})
         with (
@@ -376,6 +398,7 @@ class VLMGRPOTrainer(GRPOTrainer):
             prefix_cache = unwrapped_model(**prefill_inputs, use_cache=True, logits_to_keep=1).past_key_values
             if first.numel() < inverse.numel():
                 prefix_cache.reorder_cache(inverse.to(self.accelerator.device))
+            self.adapter.after_prefill(unwrapped_model, inverse)
             sequences = unwrapped_model.generate(
                 **generate_inputs, past_key_values=prefix_cache, generation_config=self.generation_config
             )

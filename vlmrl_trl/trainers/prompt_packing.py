@@ -21,7 +21,7 @@ class PackedPrompts:
 
     input_ids: torch.Tensor  # (groups, length): the prompt once, then one branch per row of the group
     attention_mask: torch.Tensor  # (groups, 1, length, length): True where a query position may attend a key
-    position_ids: torch.Tensor  # (groups, length): each token's position in its own row
+    position_ids: torch.Tensor  # (..., groups, length): each token's position in its own row (M-RoPE: 3 components)
     shift_labels: torch.Tensor  # (groups, length): the token each position predicts, -100 where none is scored
     first: torch.Tensor  # (groups,): the first row of each group, to pick per-row inputs such as frames
     index: torch.Tensor  # (rows, completion_length): flat index into (groups * length) of each scored position
@@ -38,13 +38,16 @@ def pack_shared_prompts(
     first: torch.Tensor,
     inverse: torch.Tensor,
     pad_token_id: int,
+    position_ids: torch.Tensor | None = None,
 ) -> PackedPrompts:
     """Pack rows that share their prompt (`first`/`inverse` from `group_identical_rows` on the prompt columns).
 
     Rows are `prompt + completion` with left-padded prompts of width `T - completion_length`. Each group becomes the
     prompt without its last token, then, per row, a branch holding that last prompt token and the row's completion:
     the branch's first position predicts the completion's first token, exactly as the prompt's last position does
-    in the row layout. Positions keep their row values (left padding included), so rotary embeddings match too.
+    in the row layout. Every token keeps the position it has in its own row (`position_ids`, shaped `(rows, width)`
+    or `(components, rows, width)`; default the index in the row, left padding included), so rotary embeddings,
+    multi-dimensional ones included, match too.
     """
     num_rows, width = input_ids.shape
     prompt_width = width - completion_length
@@ -58,23 +61,24 @@ def pack_shared_prompts(
 
     ids = torch.full((len(rows_of_group), length), pad_token_id, dtype=input_ids.dtype, device=device)
     is_key = torch.zeros((len(rows_of_group), length), dtype=torch.bool, device=device)
-    positions = torch.zeros((len(rows_of_group), length), dtype=torch.long, device=device)
+    if position_ids is None:
+        position_ids = torch.arange(width, device=device).expand(num_rows, width)
+    positions = position_ids.new_zeros((*position_ids.shape[:-2], len(rows_of_group), length))
     labels = torch.full((len(rows_of_group), length), -100, dtype=torch.long, device=device)
     branch = torch.full((len(rows_of_group), length), -1, dtype=torch.long, device=device)  # -1: the shared prompt
     index = torch.empty((num_rows, completion_length), dtype=torch.long, device=device)
-    row_positions = torch.arange(width, device=device)
     mask = attention_mask.bool()
     for group, rows in enumerate(rows_of_group):
         head = int(first[group])
         ids[group, :shared] = input_ids[head, :shared]
         is_key[group, :shared] = mask[head, :shared]
-        positions[group, :shared] = row_positions[:shared]
+        positions[..., group, :shared] = position_ids[..., head, :shared]
         for k, row in enumerate(rows):
             start = shared + k * branch_width
             span = slice(start, start + branch_width)
             ids[group, span] = input_ids[row, shared:]
             is_key[group, span] = mask[row, shared:]
-            positions[group, span] = row_positions[shared:]
+            positions[..., group, span] = position_ids[..., row, shared:]
             labels[group, start : start + completion_length] = input_ids[row, prompt_width:].masked_fill(
                 ~mask[row, prompt_width:], -100
             )

@@ -9,47 +9,49 @@ and a false merge is impossible.
 from __future__ import annotations
 
 import hashlib
-import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 from transformers import BatchFeature, ProcessorMixin
-from transformers.models.idefics2.modeling_idefics2 import Idefics2Model
-from transformers.models.idefics3.modeling_idefics3 import Idefics3Model
-from transformers.models.smolvlm.modeling_smolvlm import SmolVLMModel
 
-# Backbones whose `get_image_features(pixel_values, pixel_attention_mask)` takes one padded row of frames per sample
-# (batch, max_frames, channels, height, width) and returns `pooler_output` as one feature tensor per row.
-SUPPORTED_VISION_BACKBONES: tuple[type[nn.Module], ...] = (Idefics2Model, Idefics3Model, SmolVLMModel)
+# The family adapter's `select_rows(visual_inputs, num_images, index)`: the inputs of rows `index`, laid out as the
+# model takes them.
+SelectRows = Callable[[dict[str, Any], list[int], Sequence[int]], dict[str, Any]]
 
 
-def group_identical_rows(*tensors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Group the rows (dim 0) that are bit-identical across all `tensors`.
+def group_identical_rows(*columns: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Group the rows that are bit-identical across all `columns`: tensors with one row per item of dim 0, or lists
+    with one tensor per row (rows of different shapes, such as one sample's flattened image patches).
 
     Returns `(first, inverse)`: `first[k]` is the index of the first row of group `k`, in order of appearance, and
-    `inverse[i]` is the group of row `i`, so `t[first][inverse]` equals `t` for every input tensor. A per-row sum
-    picks the candidates and `torch.equal` confirms them, so equal rows are always merged and different rows never.
+    `inverse[i]` is the group of row `i`, so `t[first][inverse]` equals `t` for every input tensor. Shapes and a
+    per-row sum pick the candidates and `torch.equal` confirms them, so equal rows are always merged and different
+    rows never.
     """
-    if not tensors:
-        raise ValueError("group_identical_rows needs at least one tensor.")
-    num_rows = tensors[0].size(0)
-    if any(t.size(0) != num_rows for t in tensors):
-        raise ValueError(f"All tensors must have the same number of rows; got {[t.size(0) for t in tensors]}.")
-    device = tensors[0].device
-    flat = [t.reshape(num_rows, -1) for t in tensors]
-    signature = torch.stack([f.sum(dim=1, dtype=torch.float32) for f in flat], dim=1).tolist()
-    buckets: dict[tuple[float, ...], list[int]] = {}
+    if not columns:
+        raise ValueError("group_identical_rows needs at least one column.")
+    num_rows = len(columns[0])
+    if any(len(c) != num_rows for c in columns):
+        raise ValueError(f"All columns must have the same number of rows; got {[len(c) for c in columns]}.")
+    device = next((c.device for c in columns if isinstance(c, torch.Tensor)), torch.device("cpu"))
+    rows = [c.reshape(num_rows, -1) if isinstance(c, torch.Tensor) else list(c) for c in columns]
+    sums = [
+        r.sum(dim=1, dtype=torch.float32).tolist()
+        if isinstance(r, torch.Tensor)
+        else [(tuple(t.shape), float(t.sum(dtype=torch.float32))) for t in r]
+        for r in rows
+    ]
+    buckets: dict[tuple[Any, ...], list[int]] = {}
     first: list[int] = []
     inverse: list[int] = []
-    for row, key in enumerate(map(tuple, signature)):
-        candidates = buckets.setdefault(key, [])
+    for row in range(num_rows):
+        candidates = buckets.setdefault(tuple(s[row] for s in sums), [])
         for group in candidates:
-            if all(torch.equal(f[row], f[first[group]]) for f in flat):
+            if all(torch.equal(r[row], r[first[group]]) for r in rows):
                 inverse.append(group)
                 break
         else:
@@ -60,45 +62,6 @@ def group_identical_rows(*tensors: torch.Tensor) -> tuple[torch.Tensor, torch.Te
         torch.tensor(first, dtype=torch.long, device=device),
         torch.tensor(inverse, dtype=torch.long, device=device),
     )
-
-
-def _shared_get_image_features(
-    self: nn.Module, pixel_values: torch.Tensor, pixel_attention_mask: torch.Tensor | None = None, **kwargs: Any
-) -> Any:
-    """The backbone's own `get_image_features`, run once per distinct row of frames; a clip's rows share it."""
-    original = type(self).get_image_features
-    rows = (pixel_values,) if pixel_attention_mask is None else (pixel_values, pixel_attention_mask)
-    first, inverse = group_identical_rows(*rows)
-    # With no real frame at all, SmolVLM keeps one blank frame for the first row only: leave that case alone.
-    if first.numel() == pixel_values.size(0) or not torch.any(pixel_values):
-        return original(self, pixel_values, pixel_attention_mask, **kwargs)
-    outputs = original(
-        self, pixel_values[first], None if pixel_attention_mask is None else pixel_attention_mask[first], **kwargs
-    )
-    # Each row points at its clip's feature tensor: the backbone concatenates them in row order, and autograd sums
-    # the rows' gradients into the single vision-tower pass.
-    outputs.pooler_output = [outputs.pooler_output[group] for group in inverse.tolist()]
-    return outputs
-
-
-def share_image_features(model: nn.Module) -> int:
-    """Make every supported vision backbone inside `model` encode each distinct row of frames once per forward.
-
-    Binds a method on the backbone instances (not their classes), like TRL's fused LM head, so it holds under PEFT,
-    DDP and DeepSpeed wrappers, survives `copy.deepcopy`, and serves every caller of the forward (generation
-    prefill, log-prob passes). Idempotent; returns how many backbones share.
-    """
-    count = 0
-    for module in model.modules():
-        if isinstance(module, SUPPORTED_VISION_BACKBONES):
-            module.get_image_features = types.MethodType(_shared_get_image_features, module)
-            count += 1
-    return count
-
-
-def has_supported_vision_backbone(model: nn.Module) -> bool:
-    """Whether `model` contains a vision backbone whose image features can be shared between rows."""
-    return any(isinstance(module, SUPPORTED_VISION_BACKBONES) for module in model.modules())
 
 
 def _image_digest(image: Any) -> tuple[Any, ...]:
@@ -121,15 +84,13 @@ def _is_clip_batch(images: Any) -> bool:
     return isinstance(images, (list, tuple)) and bool(images) and all(isinstance(row, (list, tuple)) for row in images)
 
 
-def _take_rows(value: Any, index: Sequence[int]) -> Any:
-    """Rows `index` of a per-sample processor output (tensor, array or list); other values pass through."""
-    if isinstance(value, torch.Tensor):
-        return value[torch.as_tensor(index, dtype=torch.long, device=value.device)]
-    if isinstance(value, np.ndarray):
-        return value[np.asarray(index, dtype=np.int64)]
-    if isinstance(value, (list, tuple)):
-        return [value[i] for i in index]
-    return value
+def share_image_features(model: torch.nn.Module) -> int:
+    """Make every vision backbone of a known family inside `model` encode each distinct image or clip once per
+    forward (see `FamilyAdapter.share_features`); returns how many backbones share, 0 for an unknown family."""
+    from ..families import adapter_for
+
+    adapter = adapter_for(model)
+    return 0 if adapter is None else adapter.share_features(model)
 
 
 class MemoizedImageProcessor:
@@ -138,11 +99,14 @@ class MemoizedImageProcessor:
     A call with a batch of clips runs the real image processor on the distinct clips only and expands its per-row
     outputs back to the batch (arrays as torch tensors); a later call with the same clips and settings is answered
     from the cache, whatever its `return_tensors`. Padding (frames per row, height, width) is the maximum over the
-    same set of clips, so the result equals the real one. Everything else is delegated to the wrapped processor.
+    same set of clips, so the result equals the real one. `select_rows(outputs, num_images, index)` (the family
+    adapter's) lays the distinct clips' outputs out for the batch's rows. Everything else is delegated to the wrapped
+    processor.
     """
 
-    def __init__(self, image_processor: Any) -> None:
+    def __init__(self, image_processor: Any, select_rows: SelectRows) -> None:
         self.wrapped = image_processor
+        self.select_rows = select_rows
         self.cache: dict[tuple[Any, ...], BatchFeature] = {}
         self.clips_processed = 0
 
@@ -168,14 +132,14 @@ class MemoizedImageProcessor:
         processed = self.cache[cache_key]
         group = {key: index for index, key in enumerate(distinct)}
         inverse = [group[key] for key in keys]
-        return BatchFeature({name: _take_rows(value, inverse) for name, value in processed.items()})
+        return BatchFeature(self.select_rows(dict(processed), [len(key) for key in distinct], inverse))
 
 
 @contextmanager
-def memoized_image_processing(processor: ProcessorMixin) -> Iterator[MemoizedImageProcessor]:
+def memoized_image_processing(processor: ProcessorMixin, select_rows: SelectRows) -> Iterator[MemoizedImageProcessor]:
     """Within the block, `processor` preprocesses each distinct clip once, however often it is asked to."""
     original = processor.image_processor
-    memo = MemoizedImageProcessor(original)
+    memo = MemoizedImageProcessor(original, select_rows)
     processor.image_processor = memo
     try:
         yield memo

@@ -1,0 +1,88 @@
+"""LLaVA, LLaVA-Next, Gemma 3 and PaliGemma: one `pixel_values` entry per image in dim 0 (with `image_sizes` in
+LLaVA-Next), the images of a row consecutive (`num_images`), one-dimensional positions."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+from transformers.models.gemma3.modeling_gemma3 import Gemma3Model
+from transformers.models.llava.modeling_llava import LlavaModel
+from transformers.models.llava_next.modeling_llava_next import LlavaNextModel
+from transformers.models.paligemma.modeling_paligemma import PaliGemmaModel
+
+from ..trainers.vision_cache import group_identical_rows
+from .base import FamilyAdapter
+
+# Inputs of `get_image_features` with one entry per image in dim 0.
+PER_IMAGE_ARGUMENTS = ("pixel_values", "image_sizes")
+
+
+def expand_outputs(outputs: Any, fields: Sequence[str], inverse: torch.Tensor) -> Any:
+    """`outputs` of an encoder pass over distinct images, with the per-image `fields` expanded to every image
+    (`inverse`), each copy a view of its distinct image's features so gradients sum into one pass. Other fields
+    describe only the distinct images and are cleared, so nothing reads them as if they were the batch's."""
+    index = inverse.tolist()
+
+    def expand(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return value[inverse.to(value.device)]
+        if value and isinstance(value[0], (list, tuple)):  # one list of per-image features per layer
+            return [expand(layer) for layer in value]
+        return [value[i] for i in index]
+
+    for key in list(outputs.keys()):
+        outputs[key] = expand(outputs[key]) if key in fields else None
+    return outputs
+
+
+class PerImageAdapter(FamilyAdapter):
+    """Rows own consecutive entries of the per-image inputs; `get_image_features` encodes each distinct image once."""
+
+    name: ClassVar[str] = "llava"
+    backbones: ClassVar[tuple[type[nn.Module], ...]] = (LlavaModel, LlavaNextModel)
+    visual_keys: ClassVar[frozenset[str]] = frozenset({"pixel_values", "image_sizes"})
+
+    def split_rows(self, visual: dict[str, Any], num_images: list[int] | None) -> dict[str, Any]:
+        rows = dict(visual)
+        for key in PER_IMAGE_ARGUMENTS:
+            if key in visual:
+                if num_images is None:
+                    raise ValueError(f"per-image `{key}` needs `num_images` to be split into rows")
+                rows[key] = list(torch.split(visual[key], num_images))
+        return rows
+
+    def merge_rows(self, rows: dict[str, Any]) -> dict[str, Any]:
+        merged = dict(rows)
+        for key in PER_IMAGE_ARGUMENTS:
+            if isinstance(rows.get(key), list):
+                merged[key] = torch.cat(rows[key])
+        return merged
+
+    def shared_get_image_features(self, backbone: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        """One vision-tower pass over the distinct images of the call (each image is encoded on its own)."""
+        original = type(backbone).get_image_features
+        bound = inspect.signature(original).bind(backbone, *args, **kwargs)
+        per_image = {key: bound.arguments[key] for key in PER_IMAGE_ARGUMENTS if bound.arguments.get(key) is not None}
+        first, inverse = group_identical_rows(*per_image.values())
+        if first.numel() == inverse.numel():
+            return original(*bound.args, **bound.kwargs)
+        for key, value in per_image.items():
+            bound.arguments[key] = value[first.to(value.device)]
+        return expand_outputs(original(*bound.args, **bound.kwargs), ("pooler_output",), inverse)
+
+
+class BidirectionalImageAdapter(PerImageAdapter):
+    """Gemma 3 and PaliGemma: per-image inputs, with `token_type_ids` making image (or prefix) tokens attend
+    bidirectionally."""
+
+    name: ClassVar[str] = "gemma3"
+    backbones: ClassVar[tuple[type[nn.Module], ...]] = (Gemma3Model, PaliGemmaModel)
+    visual_keys: ClassVar[frozenset[str]] = frozenset({"pixel_values", "token_type_ids"})
+    packing_fallback: ClassVar[str | None] = (
+        "image tokens attend to each other bidirectionally (`token_type_ids`), which the packed prompts' causal "
+        "tree mask does not express"
+    )

@@ -1,0 +1,235 @@
+"""Tiny offline models of every supported VLM family: random weights, a local tokenizer with the family's special
+tokens and chat template, saved as an ordinary model directory that `models.load_model`/`load_processor` read
+exactly as they read a hub checkpoint.
+
+They exist for tests, benchmarks and the demo, which cannot reach a model hub. Vision towers are kept free of parts
+the family's forward never uses (SigLIP heads: `vision_use_head=False`), so "every parameter is trained" holds,
+except LLaVA's last vision layer: its features come from layer -2 by design.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .models import build_tiny_tokenizer, build_tiny_vlm
+
+
+@dataclass(frozen=True)
+class TinySizes:
+    """Widths and depths of a tiny model; each family maps them onto its own config fields."""
+
+    image_size: int = 64
+    patch_size: int = 8
+    vision_hidden_size: int = 64
+    vision_layers: int = 2
+    vision_heads: int = 4
+    text_hidden_size: int = 64
+    text_layers: int = 2
+    text_heads: int = 4
+    vocab_size: int = 1024
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.vision_hidden_size % self.vision_heads:
+            raise ValueError(
+                f"vision_hidden_size={self.vision_hidden_size} must be divisible by vision_heads={self.vision_heads}"
+            )
+        if self.text_hidden_size % (2 * self.text_heads):
+            raise ValueError(
+                f"text_hidden_size={self.text_hidden_size} must be divisible by 2 * text_heads={2 * self.text_heads} "
+                "(an even head size for rotary embeddings)"
+            )
+        if self.image_size % (2 * self.patch_size):
+            raise ValueError(
+                f"image_size={self.image_size} must be a multiple of 2 * patch_size={2 * self.patch_size} (the patch "
+                "grid is merged 2x2)"
+            )
+
+
+def _text_fields(sizes: TinySizes, tokenizer: Any) -> dict[str, Any]:
+    """The language-model config fields every family shares."""
+    return dict(
+        vocab_size=len(tokenizer),
+        hidden_size=sizes.text_hidden_size,
+        intermediate_size=4 * sizes.text_hidden_size,
+        num_hidden_layers=sizes.text_layers,
+        num_attention_heads=sizes.text_heads,
+        num_key_value_heads=sizes.text_heads,
+        max_position_embeddings=4096,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+
+
+def _mrope_section(sizes: TinySizes) -> list[int]:
+    """Qwen's M-RoPE split of the rotary half-dimension into temporal, height and width parts."""
+    half = sizes.text_hidden_size // sizes.text_heads // 2
+    height = width = half * 3 // 8
+    return [half - height - width, height, width]
+
+
+_QWEN_TOKENS = ("<|im_start|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
+
+
+def _qwen_processor(processor_cls: type, sizes: TinySizes, tokenizer: Any, chat_template: str, video_cls: type) -> Any:
+    from transformers import Qwen2VLImageProcessor
+
+    pixels = sizes.image_size**2
+    kwargs = dict(
+        patch_size=sizes.patch_size,
+        merge_size=2,
+        temporal_patch_size=2,
+        size={"shortest_edge": pixels // 4, "longest_edge": pixels},
+    )
+    return processor_cls(
+        image_processor=Qwen2VLImageProcessor(**kwargs),
+        video_processor=video_cls(**kwargs),
+        tokenizer=tokenizer,
+        chat_template=chat_template,
+    )
+
+
+def _qwen_tokenizer(sizes: TinySizes) -> Any:
+    return build_tiny_tokenizer(
+        sizes.vocab_size,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens=_QWEN_TOKENS,
+        image_token="<|image_pad|>",
+        video_token="<|video_pad|>",
+    )
+
+
+def _qwen_ids(tokenizer: Any) -> dict[str, int]:
+    ids = tokenizer.convert_tokens_to_ids
+    return dict(
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+    )
+
+
+def _build_qwen2_vl(sizes: TinySizes) -> tuple[Any, Any]:
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor, Qwen2VLVideoProcessor
+    from trl.chat_template_utils import qwen2_5_vl_chat_template
+
+    tokenizer = _qwen_tokenizer(sizes)
+    vision = dict(
+        depth=sizes.vision_layers,
+        embed_dim=sizes.vision_hidden_size,
+        hidden_size=sizes.text_hidden_size,
+        num_heads=sizes.vision_heads,
+        patch_size=sizes.patch_size,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+    )
+    text = dict(
+        _text_fields(sizes, tokenizer),
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": _mrope_section(sizes)},
+    )
+    config = Qwen2VLConfig(vision_config=vision, text_config=text, **_qwen_ids(tokenizer), tie_word_embeddings=False)
+    processor = _qwen_processor(Qwen2VLProcessor, sizes, tokenizer, qwen2_5_vl_chat_template, Qwen2VLVideoProcessor)
+    return Qwen2VLForConditionalGeneration(config), processor
+
+
+def _build_qwen2_5_vl(sizes: TinySizes) -> tuple[Any, Any]:
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
+    from trl.chat_template_utils import qwen2_5_vl_chat_template
+
+    tokenizer = _qwen_tokenizer(sizes)
+    vision = dict(
+        depth=sizes.vision_layers,
+        hidden_size=sizes.vision_hidden_size,
+        intermediate_size=4 * sizes.vision_hidden_size,
+        out_hidden_size=sizes.text_hidden_size,
+        num_heads=sizes.vision_heads,
+        patch_size=sizes.patch_size,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        # Window attention on all layers but the last, as in the real models (windows of 2x2 merged tokens).
+        window_size=4 * sizes.patch_size,
+        fullatt_block_indexes=[sizes.vision_layers - 1],
+    )
+    text = dict(
+        _text_fields(sizes, tokenizer),
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": _mrope_section(sizes)},
+    )
+    config = Qwen2_5_VLConfig(
+        vision_config=vision, text_config=text, **_qwen_ids(tokenizer), tie_word_embeddings=False
+    )
+    processor = _qwen_processor(Qwen2_5_VLProcessor, sizes, tokenizer, qwen2_5_vl_chat_template, Qwen2VLVideoProcessor)
+    return Qwen2_5_VLForConditionalGeneration(config), processor
+
+
+def _build_qwen3_vl(sizes: TinySizes) -> tuple[Any, Any]:
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor, Qwen3VLVideoProcessor
+    from trl.chat_template_utils import qwen3_vl_chat_template
+
+    tokenizer = _qwen_tokenizer(sizes)
+    vision = dict(
+        depth=sizes.vision_layers,
+        hidden_size=sizes.vision_hidden_size,
+        intermediate_size=4 * sizes.vision_hidden_size,
+        out_hidden_size=sizes.text_hidden_size,
+        num_heads=sizes.vision_heads,
+        patch_size=sizes.patch_size,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        num_position_embeddings=(sizes.image_size // sizes.patch_size) ** 2,
+        deepstack_visual_indexes=[0],
+    )
+    text = dict(
+        _text_fields(sizes, tokenizer),
+        head_dim=sizes.text_hidden_size // sizes.text_heads,
+        rope_parameters={
+            "rope_type": "default",
+            "rope_theta": 10000.0,
+            "mrope_section": _mrope_section(sizes),
+            "mrope_interleaved": True,
+        },
+    )
+    config = Qwen3VLConfig(vision_config=vision, text_config=text, **_qwen_ids(tokenizer), tie_word_embeddings=False)
+    processor = _qwen_processor(Qwen3VLProcessor, sizes, tokenizer, qwen3_vl_chat_template, Qwen3VLVideoProcessor)
+    return Qwen3VLForConditionalGeneration(config), processor
+
+
+FAMILIES: dict[str, Callable[[TinySizes], tuple[Any, Any]]] = {
+    "qwen2_vl": _build_qwen2_vl,
+    "qwen2_5_vl": _build_qwen2_5_vl,
+    "qwen3_vl": _build_qwen3_vl,
+}
+
+
+def build_tiny_model(out_dir: str | Path, family: str = "idefics3", *, seed: int = 0, **sizes: int) -> Path:
+    """Save a tiny random model of `family` (see `FAMILIES`, plus `idefics3`, the SmolVLM architecture) and its
+    processor to `out_dir`, loadable by `models.load_model` like a hub checkpoint."""
+    if family == "idefics3":
+        return build_tiny_vlm(out_dir, seed=seed, **sizes)
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}: choose one of {', '.join(['idefics3', *FAMILIES])}")
+    import torch
+
+    torch.manual_seed(seed)
+    model, processor = FAMILIES[family](TinySizes(**sizes))
+    tokenizer = processor.tokenizer
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        setattr(model.generation_config, key, getattr(tokenizer, key))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
