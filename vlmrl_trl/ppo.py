@@ -112,6 +112,7 @@ def clip_reward(trainer: VLMPPOTrainer) -> ClipAlignmentReward:
 def mean_r1(trainer: VLMPPOTrainer, rows: Dataset, batch_size: int) -> dict[str, Any]:
     """Mean R1 of the policy's greedy descriptions of the prompts in ``rows``, each clip's R1 (so a change can be
     paired clip by clip) and a few of the descriptions."""
+    from tqdm.auto import tqdm
     from trl.models import unwrap_model_for_generation
 
     from .predict import GenerationOptions, generate
@@ -124,9 +125,14 @@ def mean_r1(trainer: VLMPPOTrainer, rows: Dataset, batch_size: int) -> dict[str,
         trainer.accelerator,
         gradient_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs,
     ) as model:
-        for start in range(0, len(rows), batch_size):
-            batch = rows[start : start + batch_size]
-            texts += generate(model, trainer.processing_class, batch["prompt"], batch["images"], options)
+        progress = tqdm(
+            total=len(rows), desc="mean R1 check", unit="clip", disable=not trainer.is_world_process_zero()
+        )
+        with progress:
+            for start in range(0, len(rows), batch_size):
+                batch = rows[start : start + batch_size]
+                texts += generate(model, trainer.processing_class, batch["prompt"], batch["images"], options)
+                progress.update(len(batch["prompt"]))
     scores = reward.score(rows["images"], texts)
     return {
         "mean_r1": sum(scores) / len(scores),
@@ -139,6 +145,14 @@ def mean_r1(trainer: VLMPPOTrainer, rows: Dataset, batch_size: int) -> dict[str,
 def main(script_args: PPOScriptArguments, training_args: VLMPPOConfig, model_args: ModelConfig) -> VLMPPOTrainer:
     """Train, then save the model, its value head and processor to ``output_dir`` (and the R1 measurement)."""
     trainer = build_trainer(script_args, training_args, model_args)
+    warmup = training_args.critic_warmup_steps
+    critic_only = 0 < training_args.max_steps <= warmup
+    if critic_only:
+        trainer.accelerator.print(
+            f"note: max_steps {training_args.max_steps} <= critic_warmup_steps {warmup}: this run trains only the "
+            f"value head, the policy stays as it is (R1 will not change); give --max_steps above {warmup} or "
+            "--critic_warmup_steps 0 to train the policy"
+        )
     held_out = None
     report: dict[str, Any] = {}
     batch_size = training_args.per_device_eval_batch_size
@@ -158,7 +172,7 @@ def main(script_args: PPOScriptArguments, training_args: VLMPPOConfig, model_arg
         before, after = report["before"]["mean_r1"], report["after"]["mean_r1"]
         trainer.accelerator.print(
             f"mean R1 on {len(held_out)} held-out clips: {before:.4f} before, {after:.4f} after "
-            f"({after - before:+.4f})"
+            f"({after - before:+.4f}{'; only the value head trained, see the note above' if critic_only else ''})"
         )
         if trainer.accelerator.is_main_process:
             path = Path(training_args.output_dir) / R1_EVAL_FILE
