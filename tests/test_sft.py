@@ -118,7 +118,7 @@ def test_data_dir_with_a_bddoia_dataset_is_an_error_pointing_at_dataset_name() -
 def test_a_missing_dataset_fails_before_the_model_is_loaded(tmp_path: Path) -> None:
     """The data is read first, so a wrong dataset folder is reported without waiting on a model download."""
     args = SFTConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True)
-    with pytest.raises(FileNotFoundError, match="dataset_name=.*neither 'synthetic' nor a BDD-OIA folder"):
+    with pytest.raises(FileNotFoundError, match="dataset_name=.*no such folder.*_25k_images_actions.json"):
         build_trainer(
             SFTScriptArguments(dataset_name=str(tmp_path / "no-such-copy")),
             args,

@@ -154,7 +154,9 @@ def load_clips(script_args: SFTScriptArguments, split: str) -> Dataset:
         root = Path(script_args.dataset_name)
         if not root.is_dir():
             raise FileNotFoundError(
-                f"dataset_name={script_args.dataset_name!r} is neither '{SYNTHETIC}' nor a BDD-OIA folder"
+                f"dataset_name={script_args.dataset_name!r}: no such folder. A BDD-OIA folder holds the label files "
+                f"({split}_25k_images_actions.json, {split}_25k_images_reasons.json) and the clips' frames "
+                f"(docs/data.md); dataset_name: {SYNTHETIC} generates clips instead"
             )
     return load_bddoia(
         root,
