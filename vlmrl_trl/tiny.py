@@ -105,6 +105,8 @@ def _qwen_tokenizer(sizes: TinySizes) -> Any:
         extra_special_tokens=_QWEN_TOKENS,
         image_token="<|image_pad|>",
         video_token="<|video_pad|>",
+        # TRL left-pads prompts; a processor padding on the right would misalign `mm_token_type_ids` with them.
+        padding_side="left",
     )
 
 
@@ -207,7 +209,105 @@ def _build_qwen3_vl(sizes: TinySizes) -> tuple[Any, Any]:
     return Qwen3VLForConditionalGeneration(config), processor
 
 
+def _build_llava(sizes: TinySizes) -> tuple[Any, Any]:
+    from transformers import CLIPImageProcessor, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from trl.chat_template_utils import llava_next_chat_template
+
+    tokenizer = build_tiny_tokenizer(
+        sizes.vocab_size,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        extra_special_tokens=("<image>",),
+        image_token="<image>",
+        padding_side="left",
+    )
+    vision = dict(
+        model_type="clip_vision_model",
+        hidden_size=sizes.vision_hidden_size,
+        intermediate_size=4 * sizes.vision_hidden_size,
+        # One layer more than asked: LLaVA reads features from layer -2, so the last layer is never used.
+        num_hidden_layers=sizes.vision_layers + 1,
+        num_attention_heads=sizes.vision_heads,
+        image_size=sizes.image_size,
+        patch_size=sizes.patch_size,
+        projection_dim=sizes.vision_hidden_size,
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=dict(_text_fields(sizes, tokenizer), model_type="llama"),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        tie_word_embeddings=False,
+    )
+    side = {"height": sizes.image_size, "width": sizes.image_size}
+    image_processor = CLIPImageProcessor(size={"shortest_edge": sizes.image_size}, crop_size=side)
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=sizes.patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=llava_next_chat_template,
+    )
+    return LlavaForConditionalGeneration(config), processor
+
+
+def _build_gemma3(sizes: TinySizes) -> tuple[Any, Any]:
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessor, Gemma3Processor
+    from trl.chat_template_utils import gemma3_chat_template
+
+    tokenizer = build_tiny_tokenizer(
+        sizes.vocab_size,
+        bos_token="<bos>",
+        eos_token="<end_of_turn>",
+        pad_token="<pad>",
+        extra_special_tokens=("<start_of_turn>", "<start_of_image>", "<end_of_image>", "<image_soft_token>"),
+        boi_token="<start_of_image>",
+        eoi_token="<end_of_image>",
+        image_token="<image_soft_token>",
+        padding_side="left",
+    )
+    tokens_per_image = (sizes.image_size // sizes.patch_size // 2) ** 2  # the projector pools 2x2 patches
+    vision = dict(
+        model_type="siglip_vision_model",
+        hidden_size=sizes.vision_hidden_size,
+        intermediate_size=4 * sizes.vision_hidden_size,
+        num_hidden_layers=sizes.vision_layers,
+        num_attention_heads=sizes.vision_heads,
+        image_size=sizes.image_size,
+        patch_size=sizes.patch_size,
+        vision_use_head=False,  # Gemma 3 reads the last hidden state: a head would never be trained
+    )
+    text = dict(
+        _text_fields(sizes, tokenizer),
+        head_dim=sizes.text_hidden_size // sizes.text_heads,
+        sliding_window=512,
+    )
+    ids = tokenizer.convert_tokens_to_ids
+    config = Gemma3Config(
+        vision_config=vision,
+        text_config=text,
+        mm_tokens_per_image=tokens_per_image,
+        boi_token_index=ids("<start_of_image>"),
+        eoi_token_index=ids("<end_of_image>"),
+        image_token_index=ids("<image_soft_token>"),
+        tie_word_embeddings=False,
+    )
+    image_processor = Gemma3ImageProcessor(size={"height": sizes.image_size, "width": sizes.image_size})
+    processor = Gemma3Processor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        chat_template=gemma3_chat_template,
+        image_seq_length=tokens_per_image,
+    )
+    return Gemma3ForConditionalGeneration(config), processor
+
+
 FAMILIES: dict[str, Callable[[TinySizes], tuple[Any, Any]]] = {
+    "llava": _build_llava,
+    "gemma3": _build_gemma3,
     "qwen2_vl": _build_qwen2_vl,
     "qwen2_5_vl": _build_qwen2_5_vl,
     "qwen3_vl": _build_qwen3_vl,

@@ -19,6 +19,16 @@ from .base import FamilyAdapter
 
 # Inputs of `get_image_features` with one entry per image in dim 0.
 PER_IMAGE_ARGUMENTS = ("pixel_values", "image_sizes")
+# Processor outputs with one entry per image (Gemma 3's image processor counts the crops of each image).
+PER_IMAGE_VALUES = (*PER_IMAGE_ARGUMENTS, "num_crops")
+
+
+def split_by_counts(values: Any, counts: list[int]) -> list[Any]:
+    """Consecutive runs of `counts` entries of a tensor (dim 0) or list."""
+    if isinstance(values, torch.Tensor):
+        return list(torch.split(values, counts))
+    starts = [sum(counts[:i]) for i in range(len(counts))]
+    return [list(values[start : start + count]) for start, count in zip(starts, counts, strict=True)]
 
 
 def expand_outputs(outputs: Any, fields: Sequence[str], inverse: torch.Tensor) -> Any:
@@ -48,31 +58,40 @@ class PerImageAdapter(FamilyAdapter):
 
     def split_rows(self, visual: dict[str, Any], num_images: list[int] | None) -> dict[str, Any]:
         rows = dict(visual)
-        for key in PER_IMAGE_ARGUMENTS:
+        for key in PER_IMAGE_VALUES:
             if key in visual:
                 if num_images is None:
                     raise ValueError(f"per-image `{key}` needs `num_images` to be split into rows")
-                rows[key] = list(torch.split(visual[key], num_images))
+                rows[key] = split_by_counts(visual[key], num_images)
         return rows
 
     def merge_rows(self, rows: dict[str, Any]) -> dict[str, Any]:
         merged = dict(rows)
-        for key in PER_IMAGE_ARGUMENTS:
-            if isinstance(rows.get(key), list):
-                merged[key] = torch.cat(rows[key])
+        for key in PER_IMAGE_VALUES:
+            value = rows.get(key)
+            if isinstance(value, list) and value and isinstance(value[0], torch.Tensor):
+                merged[key] = torch.cat(value)
+            elif isinstance(value, list):
+                merged[key] = [item for row in value for item in row]
         return merged
 
     def shared_get_image_features(self, backbone: nn.Module, *args: Any, **kwargs: Any) -> Any:
         """One vision-tower pass over the distinct images of the call (each image is encoded on its own)."""
         original = type(backbone).get_image_features
-        bound = inspect.signature(original).bind(backbone, *args, **kwargs)
-        per_image = {key: bound.arguments[key] for key in PER_IMAGE_ARGUMENTS if bound.arguments.get(key) is not None}
+        signature = inspect.signature(original)
+        bound = signature.bind(backbone, *args, **kwargs).arguments
+        # Every argument by name: the decorators fill unset options from the config by keyword.
+        call = {}
+        for name, value in list(bound.items())[1:]:
+            kind = signature.parameters[name].kind
+            call.update(value if kind is inspect.Parameter.VAR_KEYWORD else {name: value})
+        per_image = {key: call[key] for key in PER_IMAGE_ARGUMENTS if call.get(key) is not None}
         first, inverse = group_identical_rows(*per_image.values())
         if first.numel() == inverse.numel():
-            return original(*bound.args, **bound.kwargs)
+            return original(backbone, **call)
         for key, value in per_image.items():
-            bound.arguments[key] = value[first.to(value.device)]
-        return expand_outputs(original(*bound.args, **bound.kwargs), ("pooler_output",), inverse)
+            call[key] = value[first.to(value.device)]
+        return expand_outputs(original(backbone, **call), ("pooler_output",), inverse)
 
 
 class BidirectionalImageAdapter(PerImageAdapter):
