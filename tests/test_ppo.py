@@ -38,7 +38,7 @@ def test_unknown_keys_and_bad_options_exit_2(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_tiny_stage1_trains_saves_the_critic_and_measures_r1(tmp_path, tiny_vlm_dir):
+def test_tiny_stage1_trains_saves_the_critic_and_measures_r1(tmp_path, tiny_vlm_dir, capsys):
     out = tmp_path / "stage1"
     overrides = {
         "model_name_or_path": str(tiny_vlm_dir),
@@ -56,6 +56,9 @@ def test_tiny_stage1_trains_saves_the_critic_and_measures_r1(tmp_path, tiny_vlm_
     }
     argv = ["--config", str(RECIPES[-1])] + [item for key, value in overrides.items() for item in (f"--{key}", value)]
     assert cli(argv) == 0
+    printed = capsys.readouterr().out
+    # 2 steps within the recipe's 5 critic warm-up steps: the run says it trained only the value head
+    assert "max_steps 2 <= critic_warmup_steps 5" in printed and "only the value head trained" in printed
     assert (out / "config.json").is_file() and (out / VALUE_HEAD_FILE).is_file()
     report = json.loads((out / R1_EVAL_FILE).read_text())
     assert report["before"]["clips"] == report["after"]["clips"] == 3
