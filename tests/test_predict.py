@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -92,6 +93,7 @@ def test_predict_then_eval_on_synthetic_clips(tiny_vlm_dir, synthetic_root, tmp_
         assert len(rec["actions"]) == 4 and len(rec["reasons"]) == 21 and rec["num_frames"] == 4
         assert len(rec["frames"]) == 4 and all(p.startswith(str(synthetic_root)) for p in rec["frames"])
         assert rec["split"] == "test"
+        assert isinstance(rec["true_scene"], str) and rec["true_scene"]  # the synthetic clips are described
 
     assert main(["eval", "--predictions", str(out / "predictions.jsonl"), "--out", str(out)]) == 0
     assert "per-class F1 (reasons)" in capsys.readouterr().out
@@ -99,6 +101,7 @@ def test_predict_then_eval_on_synthetic_clips(tiny_vlm_dir, synthetic_root, tmp_
     page = (out / "report.html").read_text()
     assert page.count('<section class="clip"') == 3 and "frames not found" not in page
     assert len(list((out / "report").glob("*_frames.png"))) == 3
+    assert f"<dt>true scene</dt><dd>{html.escape(records[0]['true_scene'])}</dd>" in page
 
 
 def test_eval_metrics_by_hand_and_moved_frames(synthetic_root, tmp_path, capsys):
