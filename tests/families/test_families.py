@@ -1,0 +1,167 @@
+"""Every family adapter against stock TRL on its tiny offline model: same log-probs, entropies, gradients and samples,
+with each clip's vision work done once per group (and each shared prompt run once where the family packs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from grpo_helpers import (
+    FrameCounter,
+    GradientRecorder,
+    assert_gradients_close,
+    clip_rows,
+    make_trainer,
+    record_sampled_training,
+)
+from trl import GRPOTrainer, ModelConfig
+
+from vlmrl_trl.families import adapter_for
+from vlmrl_trl.models import load_model, load_processor
+from vlmrl_trl.tiny import build_tiny_model
+from vlmrl_trl.trainers import VLMGRPOConfig, VLMGRPOTrainer, vision_sharing_fallback
+from vlmrl_trl.trainers.grpo_trainer import prompt_packing_fallback
+
+# family -> (adapter name, whether its log-prob passes pack shared prompts)
+FAMILIES = {
+    "qwen2_vl": ("qwen_vl", True),
+    "qwen2_5_vl": ("qwen_vl", True),
+    "qwen3_vl": ("qwen_vl", True),
+    "llava": ("llava", True),
+    "gemma3": ("gemma3", False),
+}
+
+
+@pytest.fixture(scope="module", params=list(FAMILIES))
+def family(request, tmp_path_factory) -> tuple[str, Path]:
+    """A family name and its tiny model directory, built once per module."""
+    return request.param, build_tiny_model(tmp_path_factory.mktemp(request.param) / "model", request.param)
+
+
+@pytest.fixture(scope="module")
+def clips():
+    """Four RL rows of 2, 3, 1 and 2 frames."""
+    return clip_rows()
+
+
+def language_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The text decoder inside a VLM."""
+    return next(m for name, m in model.named_modules() if name.endswith(("language_model", "text_model")))
+
+
+class LMTokenCounter:
+    """Counts the positions the language model runs over."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.tokens = 0
+        language_model(model).register_forward_pre_hook(self._count, with_kwargs=True)
+
+    def _count(self, module, args, kwargs) -> None:
+        self.tokens += kwargs["inputs_embeds"].shape[:2].numel()
+
+
+def test_adapter_and_fallbacks_say_what_each_family_shares(family, tmp_path):
+    name, model_dir = family
+    adapter_name, packs = FAMILIES[name]
+    model = load_model(ModelConfig(model_name_or_path=str(model_dir), dtype="float32"))
+    assert adapter_for(model).name == adapter_name
+    config = VLMGRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none")
+    assert vision_sharing_fallback(config, model, load_processor(str(model_dir))) is None
+    reason = prompt_packing_fallback(model)
+    assert (reason is None) == packs
+    if not packs:
+        assert "bidirectional" in reason
+
+
+def log_prob_pass(trainer: GRPOTrainer, output: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """Loss-pass log-probs and entropies of a rollout in chunks of 3 rows (cutting through the groups), and the
+    gradients of their masked sum."""
+    keys = ("pixel_values", "image_grid_thw", "mm_token_type_ids", "token_type_ids", "image_sizes", "num_images")
+    logps, entropies, _ = trainer._get_per_token_logps_and_entropies(
+        trainer.model,
+        torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1),
+        torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1),
+        output["completion_ids"].size(1),
+        batch_size=3,
+        compute_entropy=True,
+        **{key: output[key] for key in keys if key in output},
+    )
+    (logps * output["completion_mask"]).sum().backward()
+    grads = {name: p.grad.clone() for name, p in trainer.model.named_parameters() if p.grad is not None}
+    return logps.detach(), entropies.detach(), grads
+
+
+@pytest.mark.slow
+def test_log_prob_passes_match_stock_with_fewer_frames_and_tokens(family, clips, tmp_path):
+    name, model_dir = family
+    # num_iterations > 1 makes TRL compute old-policy log-probs, beta > 0 reference ones.
+    settings = dict(num_iterations=2, beta=0.1, gradient_accumulation_steps=2, num_generations=4)
+    runs = []
+    for trainer_cls in (GRPOTrainer, VLMGRPOTrainer):
+        trainer = make_trainer(trainer_cls, model_dir, clips, tmp_path / trainer_cls.__name__, **settings)
+        trainer.model.train()
+        output = trainer._generate_and_score_completions(next(iter(trainer.get_train_dataloader())))
+        frames, tokens = FrameCounter(trainer.model), LMTokenCounter(trainer.model)
+        runs.append((output, *log_prob_pass(trainer, output), frames.frames, tokens.tokens))
+    (stock, stock_logps, stock_entropies, stock_grads, stock_frames, stock_tokens) = runs[0]
+    (shared, logps, entropies, grads, frames, tokens) = runs[1]
+    assert trainer.share_vision
+    assert torch.equal(shared["completion_ids"], stock["completion_ids"])
+    mask = stock["completion_mask"].bool()
+    for key in ("old_per_token_logps", "ref_per_token_logps"):
+        torch.testing.assert_close(shared[key][mask], stock[key][mask], rtol=0, atol=1e-5)
+    torch.testing.assert_close(logps[mask], stock_logps[mask], rtol=0, atol=1e-5)
+    torch.testing.assert_close(entropies[mask], stock_entropies[mask], rtol=0, atol=1e-5)
+    assert_gradients_close(stock_grads, grads)
+    # Two clips x 4 completions in chunks of 3 rows: 8 rows' frames in stock TRL, at most 4 chunk-clips here.
+    assert 0 < frames <= stock_frames / 2
+    if FAMILIES[name][1]:
+        assert trainer.pack_prompts
+        assert tokens < stock_tokens * 3 / 4
+    else:
+        assert tokens == stock_tokens
+
+
+TRAINING_SETUPS = {
+    "grad_accumulation_num_iterations_beta": dict(
+        num_iterations=2, beta=0.1, gradient_accumulation_steps=2, num_generations=4
+    ),
+    "lora": dict(lora=True, beta=0.1),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setup", TRAINING_SETUPS.values(), ids=TRAINING_SETUPS.keys())
+def test_training_gradients_match_stock(family, clips, tmp_path, setup):
+    _, model_dir = family
+    runs = []
+    for trainer_cls in (GRPOTrainer, VLMGRPOTrainer):
+        recorder = GradientRecorder()
+        trainer = make_trainer(
+            trainer_cls, model_dir, clips, tmp_path / trainer_cls.__name__, callbacks=[recorder], **setup
+        )
+        counter = FrameCounter(trainer.model)
+        trainer.train()
+        runs.append((recorder.steps, counter.frames))
+    (stock_steps, stock_frames), (shared_steps, shared_frames) = runs
+    assert len(shared_steps) == len(stock_steps) == 2
+    for stock, shared in zip(stock_steps, shared_steps, strict=True):
+        assert_gradients_close(stock, shared)
+    assert shared_frames < stock_frames
+
+
+@pytest.mark.slow
+def test_shared_prefill_samples_the_same_completions_as_stock(family, clips, tmp_path):
+    _, model_dir = family
+    records = [
+        record_sampled_training(make_trainer(cls, model_dir, clips, tmp_path / cls.__name__, fixed=False))
+        for cls in (GRPOTrainer, VLMGRPOTrainer)
+    ]
+    stock, shared = records
+    assert len(stock["completions"]) == 2
+    assert shared["completions"] == stock["completions"]
+    # Two completions per prompt: generation encodes each clip once instead of twice.
+    assert stock["generation_frames"] == 2 * shared["generation_frames"] > 0
+    assert shared["preprocessed_clips"] < stock["preprocessed_clips"]
