@@ -255,6 +255,7 @@ def _build_llava(sizes: TinySizes) -> tuple[Any, Any]:
 
 
 def _build_gemma3(sizes: TinySizes) -> tuple[Any, Any]:
+    import torch
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessor, Gemma3Processor
     from trl.chat_template_utils import gemma3_chat_template
 
@@ -302,7 +303,10 @@ def _build_gemma3(sizes: TinySizes) -> tuple[Any, Any]:
         chat_template=gemma3_chat_template,
         image_seq_length=tokens_per_image,
     )
-    return Gemma3ForConditionalGeneration(config), processor
+    model = Gemma3ForConditionalGeneration(config)
+    # Gemma 3 initialises the image projection to zeros, which would keep every gradient from the vision tower.
+    torch.nn.init.normal_(model.model.multi_modal_projector.mm_input_projection_weight, std=0.02)
+    return model, processor
 
 
 FAMILIES: dict[str, Callable[[TinySizes], tuple[Any, Any]]] = {
