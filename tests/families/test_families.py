@@ -165,3 +165,48 @@ def test_shared_prefill_samples_the_same_completions_as_stock(family, clips, tmp
     # Two completions per prompt: generation encodes each clip once instead of twice.
     assert stock["generation_frames"] == 2 * shared["generation_frames"] > 0
     assert shared["preprocessed_clips"] < stock["preprocessed_clips"]
+
+
+@pytest.mark.slow
+def test_ppo_value_head_learns_on_each_family(family, clips, tmp_path):
+    from vlmrl_trl.clip import load_clip
+    from vlmrl_trl.rewards import ClipAlignmentReward
+    from vlmrl_trl.trainers import VLMPPOConfig, VLMPPOTrainer
+
+    _, model_dir = family
+    config = VLMPPOConfig(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=2,
+        max_completion_length=6,
+        max_steps=2,
+        learning_rate=3e-3,
+        critic_warmup_steps=100,
+        cliprange_value=None,
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        activation_checkpointing=False,
+        dense_clip_reward=True,
+        dense_reward_every_k=2,
+        save_strategy="no",
+        seed=0,
+    )
+    trainer = VLMPPOTrainer(
+        load_model(ModelConfig(model_name_or_path=str(model_dir), dtype="float32")),
+        reward_funcs=[ClipAlignmentReward(encoder=load_clip(device="cpu"))],
+        args=config,
+        train_dataset=clips,
+        processing_class=load_processor(str(model_dir)),
+    )
+    assert trainer.share_vision
+    trainer.model.train()
+    batch = trainer._generate_and_score_completions([clips[i] for i in range(2)])
+    optimizer = trainer.create_optimizer()
+    trainer.current_gradient_accumulation_steps = 1
+    losses = []
+    for _ in range(30):
+        trainer.compute_loss(trainer.model, batch).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(trainer._metrics["train"]["value/loss"][-1])
+    assert sum(losses[-5:]) / 5 < 0.5 * losses[0], losses
