@@ -1,6 +1,7 @@
 """One GRPO optimizer step: TRL's `GRPOTrainer` against `VLMGRPOTrainer` on a tiny VLM with a heavy vision side.
 
-Both trainers train the same random Idefics3 (SmolVLM architecture) model, built offline, on the same synthetic
+Both trainers train the same random model of one family (`--family`: idefics3, the SmolVLM architecture, by default;
+qwen2_vl, qwen2_5_vl, qwen3_vl, llava, gemma3), built offline by `vlmrl_trl.tiny`, on the same synthetic
 BDD-OIA clips with the same seed. One optimizer step is one generation batch of U clips x G completions, split into
 U micro-batches of G rows (`per_device_train_batch_size=G`, `gradient_accumulation_steps=U`). Every completion is
 sampled to exactly `--max-completion-length` tokens (end-of-sequence suppressed until then) so steps are comparable.
@@ -20,11 +21,13 @@ cost ratio of the model (FLOPs and time of one row's vision forward against its 
     python benchmarks/grpo_step.py --quick --json grpo_step_quick.json   # a minute or two on 2 cores
     python benchmarks/grpo_step.py --json grpo_step.json                 # main comparison, 3 repetitions
     python benchmarks/grpo_step.py --sweep --json grpo_sweep.json        # plus G in {2,4,8,16} x M in {1,4,8}
+    python benchmarks/grpo_step.py --family qwen2_5_vl --json grpo_step_qwen2_5_vl.json
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import resource
@@ -37,6 +40,16 @@ from pathlib import Path
 from typing import Any
 
 VARIANTS = ("stock", "ours_ungrouped", "ours")
+# Vision towers by class name: the Idefics, CLIP and SigLIP ones take frames, Qwen's take patches with a grid.
+VISION_TOWERS = (
+    "VisionTransformer",
+    "VisionTransformerPretrainedModel",
+    "VLVisionModel",
+    "CLIPVisionModel",
+    "SiglipVisionModel",
+)
+# Rollout fields the log-prob pass takes besides the token ids (whichever the family's processor returns).
+VISUAL_FIELDS = ("pixel_values", "pixel_attention_mask", "image_grid_thw", "mm_token_type_ids", "token_type_ids")
 FRAMES_ON_DISK = 8  # frames written per synthetic clip: enough for every M of the sweep
 
 
@@ -117,11 +130,14 @@ def child_train(cfg: dict[str, Any]) -> dict[str, Any]:
         phase = ["loss"]
 
         def count_frames(module, args, kwargs) -> None:
+            if kwargs.get("grid_thw") is not None:  # flattened patches: one grid row per image
+                frames[phase[0]] += int(kwargs["grid_thw"][:, 0].sum())
+                return
             pixel_values = kwargs["pixel_values"] if "pixel_values" in kwargs else args[0]
             frames[phase[0]] += pixel_values.size(0)
 
         for module in trainer.model.modules():
-            if type(module).__name__.endswith("VisionTransformer"):
+            if type(module).__name__.endswith(VISION_TOWERS):
                 module.register_forward_pre_hook(count_frames, with_kwargs=True)
 
         rollout = trainer._generate_and_score_completions
@@ -199,9 +215,8 @@ def child_check(cfg: dict[str, Any]) -> dict[str, Any]:
                     attention_mask,
                     rollout["completion_ids"].size(1),
                     batch_size=cfg["group"],
-                    pixel_values=rollout["pixel_values"],
-                    pixel_attention_mask=rollout["pixel_attention_mask"],
                     num_images=rollout["num_images"],
+                    **{key: rollout[key] for key in VISUAL_FIELDS if key in rollout},
                 )
             logps.append(per_token)
         mask = rollout["completion_mask"].bool()
@@ -212,16 +227,20 @@ def child_check(cfg: dict[str, Any]) -> dict[str, Any]:
         model = stock.model.eval()
         row_mask = attention_mask[0].bool()
         ids = input_ids[:1, row_mask]
-        pixels, pixel_mask = rollout["pixel_values"][:1], rollout["pixel_attention_mask"][:1]
+        visual = {key: rollout[key] for key in VISUAL_FIELDS if key in rollout}
+        row_visual = ours.adapter.select_rows(visual, rollout["num_images"], [0])
+        encoder_inputs = inspect.signature(type(model.model).get_image_features).parameters
+        row_visual = {key: value for key, value in row_visual.items() if key in encoder_inputs}
         completion_tokens = rollout["completion_ids"].size(1)
 
         def vision() -> None:
-            model.model.get_image_features(pixels, pixel_mask)
+            type(model.model).get_image_features(model.model, **row_visual)
 
         embeds = model.model.get_input_embeddings()(ids)
+        text_model = getattr(model.model, "language_model", None) or model.model.text_model
 
         def language() -> None:
-            hidden = model.model.text_model(inputs_embeds=embeds).last_hidden_state
+            hidden = text_model(inputs_embeds=embeds).last_hidden_state
             model.lm_head(hidden[:, -completion_tokens:])
 
         cost: dict[str, float] = {}
@@ -272,13 +291,14 @@ def run_child(kind: str, cfg: dict[str, Any]) -> dict[str, Any]:
 def prepare(args: argparse.Namespace, work: Path) -> tuple[str, str]:
     """Build the benchmark model and the synthetic clips under `work` (reused when already there)."""
     from vlmrl_trl.data import generate_synthetic
-    from vlmrl_trl.models import build_tiny_vlm
+    from vlmrl_trl.tiny import build_tiny_model
 
     vision, text = f"v{args.vision_hidden_size}x{args.vision_layers}", f"t{args.text_hidden_size}x{args.text_layers}"
-    model_dir = work / f"vlm-{args.image_size}px-{vision}-{text}"
+    model_dir = work / f"{args.family}-{args.image_size}px-{vision}-{text}"
     if not (model_dir / "config.json").is_file():
-        build_tiny_vlm(
+        build_tiny_model(
             model_dir,
+            args.family,
             image_size=args.image_size,
             patch_size=args.patch_size,
             vision_hidden_size=args.vision_hidden_size,
@@ -387,6 +407,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small model, 2 clips/step, 1 repetition, no sweep")
     parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument(
+        "--family",
+        default="idefics3",
+        help="tiny model family: idefics3 (SmolVLM), qwen2_vl, qwen2_5_vl, qwen3_vl, llava, gemma3",
+    )
     parser.add_argument("--work-dir", default=None, help="where the model and clips are built (default: a temp dir)")
     parser.add_argument("--group", type=int, default=8, help="G of the main comparison")
     parser.add_argument("--frames", type=int, default=4, help="M, frames per clip, of the main comparison")
@@ -469,6 +494,7 @@ def main() -> None:
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     if args.json:
         report = {
+            "family": args.family,
             "speedup": main_result["speedup"],
             "speedup_cpu": main_result["speedup_cpu"],
             "max_logprob_diff": check["max_logprob_diff"],
