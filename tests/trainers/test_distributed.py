@@ -22,6 +22,7 @@ import pytest
 from transformers import AutoModelForImageTextToText
 
 from vlmrl_trl.data import generate_synthetic
+from vlmrl_trl.tiny import build_tiny_model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LAUNCHER = Path(__file__).with_name("grpo_ranks.py")
@@ -64,13 +65,20 @@ def test_configs_run_on_gpus_and_leave_precision_to_the_recipe(mode: str) -> Non
         assert deepspeed.get("zero3_save_16bit_model", False) == (mode == "zero3")
 
 
+# (accelerate config, tiny model family): every config on the default model, ZeRO-2 on a Qwen family too (its
+# flattened patches and 3-D positions through the shared prefill and packed passes on each rank).
+RUNS = [*((mode, "idefics3") for mode in MODES), ("zero2", "qwen2_5_vl")]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize(("mode", "family"), RUNS, ids=[f"{mode}-{family}" for mode, family in RUNS])
 def test_two_processes_end_with_identical_weights(
-    mode: str, tiny_vlm_dir: Path, synthetic_dir: Path, tmp_path: Path
+    mode: str, family: str, tiny_vlm_dir: Path, synthetic_dir: Path, tmp_path: Path
 ) -> None:
     if mode.startswith("zero"):
         pytest.importorskip("deepspeed")
+    if family != "idefics3":
+        tiny_vlm_dir = build_tiny_model(tmp_path / family, family)
     output_dir = tmp_path / "out"
     env = {key: value for key, value in os.environ.items() if not key.startswith("ACCELERATE_")}
     env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
