@@ -14,7 +14,8 @@ from vlmrl_trl.rewards import REWARD_REGISTRY, reward_options
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO_ROOT / "recipes").glob("*/grpo/*.yaml"))
-FAMILIES = ("tiny", "smolvlm-256m-instruct", "smolvlm-instruct")
+GPU_RECIPES = ("smolvlm-256m-instruct", "smolvlm-instruct", "qwen2.5-vl-3b-instruct", "qwen3-vl-2b-instruct")
+FAMILIES = ("tiny", *GPU_RECIPES)
 TINY_STAGE2 = REPO_ROOT / "recipes" / "tiny" / "grpo" / "config_stage2.yaml"
 TINY_STAGE3 = REPO_ROOT / "recipes" / "tiny" / "grpo" / "config_stage3.yaml"
 
@@ -65,7 +66,7 @@ def test_stages_start_from_the_sft_output(family: str) -> None:
         assert training_args.output_dir != sft_output
 
 
-@pytest.mark.parametrize("family", ["smolvlm-256m-instruct", "smolvlm-instruct"])
+@pytest.mark.parametrize("family", GPU_RECIPES)
 def test_reference_recipes_use_gpu_settings(family: str) -> None:
     for stage in (2, 3):
         recipe = REPO_ROOT / "recipes" / family / "grpo" / f"config_stage{stage}.yaml"
