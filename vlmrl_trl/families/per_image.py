@@ -1,5 +1,8 @@
-"""LLaVA, LLaVA-Next, Gemma 3 and PaliGemma: one `pixel_values` entry per image in dim 0 (with `image_sizes` in
-LLaVA-Next), the images of a row consecutive (`num_images`), one-dimensional positions."""
+"""LLaVA and Gemma 3: one `pixel_values` entry per image in dim 0, the images of a row consecutive (`num_images`),
+one-dimensional positions.
+
+LLaVA-Next, LLaVA-OneVision and PaliGemma lay their inputs out the same way but are not verified against stock TRL
+here (no tiny offline build of them yet), so they have no adapter and run TRL's path."""
 
 from __future__ import annotations
 
@@ -11,8 +14,6 @@ import torch
 from torch import nn
 from transformers.models.gemma3.modeling_gemma3 import Gemma3Model
 from transformers.models.llava.modeling_llava import LlavaModel
-from transformers.models.llava_next.modeling_llava_next import LlavaNextModel
-from transformers.models.paligemma.modeling_paligemma import PaliGemmaModel
 
 from ..trainers.vision_cache import group_identical_rows
 from .base import FamilyAdapter
@@ -53,7 +54,7 @@ class PerImageAdapter(FamilyAdapter):
     """Rows own consecutive entries of the per-image inputs; `get_image_features` encodes each distinct image once."""
 
     name: ClassVar[str] = "llava"
-    backbones: ClassVar[tuple[type[nn.Module], ...]] = (LlavaModel, LlavaNextModel)
+    backbones: ClassVar[tuple[type[nn.Module], ...]] = (LlavaModel,)
     visual_keys: ClassVar[frozenset[str]] = frozenset({"pixel_values", "image_sizes"})
 
     def split_rows(self, visual: dict[str, Any], num_images: list[int] | None) -> dict[str, Any]:
@@ -95,11 +96,11 @@ class PerImageAdapter(FamilyAdapter):
 
 
 class BidirectionalImageAdapter(PerImageAdapter):
-    """Gemma 3 and PaliGemma: per-image inputs, with `token_type_ids` making image (or prefix) tokens attend
+    """Gemma 3: per-image inputs, with `token_type_ids` making the tokens of an image attend to each other
     bidirectionally."""
 
     name: ClassVar[str] = "gemma3"
-    backbones: ClassVar[tuple[type[nn.Module], ...]] = (Gemma3Model, PaliGemmaModel)
+    backbones: ClassVar[tuple[type[nn.Module], ...]] = (Gemma3Model,)
     visual_keys: ClassVar[frozenset[str]] = frozenset({"pixel_values", "token_type_ids"})
     packing_fallback: ClassVar[str | None] = (
         "image tokens attend to each other bidirectionally (`token_type_ids`), which the packed prompts' causal "
