@@ -18,11 +18,13 @@ from trl.extras.profiling import profiling_context, profiling_decorator
 from trl.models import unwrap_model_for_generation
 from trl.trainer.utils import pad, split_tensor_dict
 
+from .. import compat
 from ..families import FamilyAdapter, adapter_for
 from .prompt_packing import pack_shared_prompts
 from .vision_cache import memoized_image_processing
 
 logger = get_logger(__name__)
+compat.check()  # the TRL/transformers internals below are all there, or one line says which is not
 
 # Loss types whose per-micro-batch losses add up to one sum over the rows or tokens of the generation batch, with a
 # normalizer that depends neither on which rows share a micro-batch nor on their token counts. Only "bnpo" divides

@@ -1,0 +1,203 @@
+"""Every TRL and transformers internal our trainers and family adapters override or read, in one list, checked.
+
+Our trainers subclass `trl.GRPOTrainer` and call its private methods; the family adapters wrap transformers'
+`get_image_features` and read Qwen's M-RoPE bookkeeping. None of that is public API, so each internal is listed
+here with the version and source line it mirrors, and `check()` (run when `vlmrl_trl.trainers` loads a trainer)
+verifies that the installed TRL and transformers still have it with the parameters we pass. A mismatch fails at
+once with one line naming the internal and the supported range, instead of a wrong result deep inside training.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass
+
+SUPPORTED = "trl >=1.16,<1.17 and transformers >=5,<6"
+
+
+@dataclass(frozen=True)
+class Internal:
+    """One internal: `owner.name` (a class attribute or module function) and the parameters we rely on."""
+
+    owner: str  # "module:Class" or "module"
+    name: str
+    parameters: tuple[str, ...]  # the names we pass or override with, in any order (self excluded)
+    source: str  # what it mirrors: library version and file:line
+    use: str  # what we do with it
+
+
+TRL_GRPO = "trl.trainer.grpo_trainer:GRPOTrainer"
+GRPO_FILE = "TRL 1.16.0 trl/trainer/grpo_trainer.py"
+TRAINER = "transformers.trainer:Trainer"
+TRAINER_FILE = "transformers 5.23.0 transformers/trainer.py"
+
+INTERNALS: tuple[Internal, ...] = (
+    Internal(
+        TRL_GRPO,
+        "_generate_single_turn",
+        ("prompt_ids", "images", "multimodal_fields", "num_generations", "has_tool_images"),
+        f"{GRPO_FILE}:1763",
+        "overridden: one shared prefill per distinct prompt, TRL's path otherwise",
+    ),
+    Internal(
+        TRL_GRPO,
+        "_get_per_token_logps_and_entropies",
+        (
+            "model",
+            "input_ids",
+            "attention_mask",
+            "logits_to_keep",
+            "batch_size",
+            "compute_entropy",
+            "compute_aux_loss",
+            "pixel_values",
+            "image_grid_thw",
+            "num_images",
+            "pixel_attention_mask",
+            "image_sizes",
+            "token_type_ids",
+            "mm_token_type_ids",
+        ),
+        f"{GRPO_FILE}:1419",
+        "overridden: packed prompts; its chunking of per-row visual inputs is what the family adapters reproduce",
+    ),
+    Internal(
+        TRL_GRPO,
+        "_prepare_inputs",
+        ("generation_batch",),
+        f"{GRPO_FILE}:1522",
+        "overridden: clip-grouped shuffle; mirrors its `_step`/`_buffered_inputs` buffering and generate_every rule",
+    ),
+    Internal(
+        TRL_GRPO,
+        "_generate_and_score_completions",
+        ("inputs",),
+        f"{GRPO_FILE}:2324",
+        "wrapped: memoized preprocessing (GRPO); PPO adds values, GAE and dense rewards",
+    ),
+    Internal(
+        TRL_GRPO,
+        "_calculate_rewards",
+        ("inputs", "prompts", "completions", "completion_ids_list"),
+        f"{GRPO_FILE}:1579",
+        "wrapped by PPO to keep each reward's per-function scores",
+    ),
+    Internal(TRL_GRPO, "_compute_loss", ("model", "inputs"), f"{GRPO_FILE}:3020", "PPO adds the value loss"),
+    Internal(
+        "trl.trainer.utils",
+        "pad",
+        ("tensors", "padding_value", "padding_side", "pad_to_multiple_of"),
+        "TRL 1.16.0 trl/trainer/utils.py",
+        "left-pads prompts exactly as TRL's generation does",
+    ),
+    Internal(
+        "trl.trainer.utils",
+        "split_tensor_dict",
+        ("tensor_dict", "num_chunks"),
+        "TRL 1.16.0 trl/trainer/utils.py:1057",
+        "splits a clip-grouped generation batch into micro-batches",
+    ),
+    Internal(
+        "trl.models",
+        "unwrap_model_for_generation",
+        ("model", "accelerator", "gather_deepspeed3_params", "generation_kwargs", "gradient_checkpointing_kwargs"),
+        "TRL 1.16.0 trl/models/utils.py",
+        "the generation context of the shared prefill, as in `_generate_single_turn`",
+    ),
+    Internal(
+        "trl.models.utils",
+        "disable_gradient_checkpointing",
+        ("model",),
+        "TRL 1.16.0 trl/models/utils.py",
+        "PPO's critic pass",
+    ),
+    Internal(TRAINER, "_save", ("output_dir", "state_dict"), f"{TRAINER_FILE}:4131", "PPO saves the value head"),
+    Internal(
+        TRAINER,
+        "_load_from_checkpoint",
+        ("resume_from_checkpoint", "model"),
+        f"{TRAINER_FILE}:3602",
+        "PPO restores the value head",
+    ),
+    Internal(TRAINER, "_load_best_model", (), f"{TRAINER_FILE}:3735", "PPO restores the best value head"),
+    # transformers: what the family adapters wrap or read.
+    *(
+        Internal(
+            f"transformers.models.{module}:{cls}",
+            "get_image_features",
+            parameters,
+            f"transformers 5.23.0 models/{module.split('.')[0]}",
+            "wrapped per instance to encode each distinct image or clip once (signature kept for `generate`)",
+        )
+        for module, cls, parameters in (
+            ("idefics3.modeling_idefics3", "Idefics3Model", ("pixel_values", "pixel_attention_mask")),
+            ("smolvlm.modeling_smolvlm", "SmolVLMModel", ("pixel_values", "pixel_attention_mask")),
+            ("qwen2_vl.modeling_qwen2_vl", "Qwen2VLModel", ("pixel_values", "image_grid_thw")),
+            ("qwen2_5_vl.modeling_qwen2_5_vl", "Qwen2_5_VLModel", ("pixel_values", "image_grid_thw")),
+            ("qwen3_vl.modeling_qwen3_vl", "Qwen3VLModel", ("pixel_values", "image_grid_thw")),
+            ("llava.modeling_llava", "LlavaModel", ("pixel_values", "image_sizes")),
+            ("gemma3.modeling_gemma3", "Gemma3Model", ("pixel_values",)),
+        )
+    ),
+    *(
+        Internal(
+            f"transformers.models.{module}:{cls}",
+            "get_rope_index",
+            ("input_ids", "mm_token_type_ids", "image_grid_thw", "attention_mask"),
+            f"transformers 5.23.0 models/{module.split('.')[0]}",
+            "the 3-D M-RoPE positions each packed token keeps; `rope_deltas` is expanded after the shared prefill",
+        )
+        for module, cls in (
+            ("qwen2_vl.modeling_qwen2_vl", "Qwen2VLModel"),
+            ("qwen2_5_vl.modeling_qwen2_5_vl", "Qwen2_5_VLModel"),
+            ("qwen3_vl.modeling_qwen3_vl", "Qwen3VLModel"),
+        )
+    ),
+    Internal(
+        "transformers.cache_utils:DynamicCache",
+        "reorder_cache",
+        ("beam_idx",),
+        "transformers 5.23.0 cache_utils.py",
+        "expands the distinct prompts' prefill cache to every row",
+    ),
+)
+
+
+class IncompatibleVersionError(ImportError):
+    """The installed TRL or transformers lacks an internal we rely on."""
+
+
+def _resolve(owner: str) -> object:
+    module_name, _, attribute = owner.partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, attribute) if attribute else module
+
+
+def problem(internal: Internal) -> str | None:
+    """What is wrong with `internal` in the installed libraries, or None."""
+    try:
+        target = getattr(_resolve(internal.owner), internal.name)
+    except (ImportError, AttributeError):
+        return "is missing"
+    try:
+        parameters = inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return "has no inspectable signature"
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    missing = [name for name in internal.parameters if name not in parameters]
+    if missing and not takes_any:
+        return f"no longer takes {', '.join(missing)}"
+    return None
+
+
+def check() -> None:
+    """Raise `IncompatibleVersionError` naming the first internal the installed libraries changed."""
+    for internal in INTERNALS:
+        reason = problem(internal)
+        if reason is not None:
+            where = internal.owner.partition(":")[2] or internal.owner
+            raise IncompatibleVersionError(
+                f"vlmrl-trl needs {where}.{internal.name} ({internal.source}), which {reason} in the installed "
+                f"version; supported: {SUPPORTED}"
+            )
