@@ -9,8 +9,15 @@ from vlmrl_trl import compat
 
 
 def test_the_installed_stack_has_every_internal():
-    assert all(compat.problem(internal) is None for internal in compat.INTERNALS)
+    assert compat.problems() == []
     compat.check()
+
+
+def test_every_loss_type_is_classified_by_micro_batch_dependence():
+    from vlmrl_trl.trainers.grpo_trainer import MICRO_BATCH_INDEPENDENT_LOSS_TYPES
+
+    assert MICRO_BATCH_INDEPENDENT_LOSS_TYPES < compat.CLASSIFIED_LOSS_TYPES
+    assert compat.CLASSIFIED_LOSS_TYPES - MICRO_BATCH_INDEPENDENT_LOSS_TYPES == {"bnpo"}
 
 
 def test_every_overridden_grpo_method_is_listed():
@@ -44,4 +51,30 @@ def test_a_changed_signature_is_named(monkeypatch):
 
     monkeypatch.setattr(utils, "split_tensor_dict", lambda tensor_dict, chunks: None)
     with pytest.raises(compat.IncompatibleVersionError, match="split_tensor_dict .* no longer takes num_chunks"):
+        compat.check()
+
+
+def test_a_changed_condition_we_mirror_is_named(monkeypatch):
+    from trl import GRPOConfig
+
+    def post_init(self):  # a GRPO whose group-size check reads differently
+        if self.num_generations <= 1:
+            raise ValueError
+
+    monkeypatch.setattr(GRPOConfig, "__post_init__", post_init)
+    with pytest.raises(compat.IncompatibleVersionError, match="GRPOConfig.__post_init__ .*num_generations < 2"):
+        compat.check()
+
+
+def test_a_new_loss_type_must_be_classified(monkeypatch):
+    from trl import GRPOTrainer
+
+    def _compute_loss(self, model, inputs):
+        if self.loss_type == "dapo":
+            return 0
+        elif self.loss_type == "new_norm":
+            return 1
+
+    monkeypatch.setattr(GRPOTrainer, "_compute_loss", _compute_loss)
+    with pytest.raises(compat.IncompatibleVersionError, match="not classified: new_norm"):
         compat.check()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import shutil
 from pathlib import Path
@@ -15,12 +16,12 @@ from trl.chat_template_utils import has_generation_markers, smolvlm_chat_templat
 
 from vlmrl_trl.models import (
     EOS_TOKEN,
-    add_generation_markers,
     build_tiny_vlm,
     check_model_source,
     freeze_vision_tower,
     load_model,
     load_processor,
+    training_chat_template,
 )
 from vlmrl_trl.schema import ACTION_IDS, REASON_IDS
 
@@ -147,13 +148,17 @@ def marker_count(template: str) -> int:
     return re.sub(r"\{#.*?#\}", "", template, flags=re.S).count("{% generation %}")
 
 
-def test_generation_markers_added_exactly_once() -> None:
-    patched = add_generation_markers(smolvlm_chat_template)
+def test_generation_markers_added_exactly_once(processor) -> None:
+    processor = copy.copy(processor)  # the fixture's template stays as loaded
+    processor.chat_template = smolvlm_chat_template
+    patched = training_chat_template(processor)
     assert patched == smolvlm_training_chat_template
     assert marker_count(patched) == 1
-    assert add_generation_markers(patched) == patched
+    processor.chat_template = patched
+    assert training_chat_template(processor) == patched
+    processor.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
     with pytest.raises(ValueError, match="generation"):
-        add_generation_markers("{% for m in messages %}{{ m['content'] }}{% endfor %}")
+        training_chat_template(processor)
 
 
 def test_load_processor_patches_a_template_without_markers(tiny_vlm_dir: Path, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 from dataclasses import dataclass
 
 SUPPORTED = "trl >=1.16,<1.17 and transformers >=5,<6"
@@ -99,6 +100,20 @@ INTERNALS: tuple[Internal, ...] = (
         "splits a clip-grouped generation batch into micro-batches",
     ),
     Internal(
+        "trl.trainer.utils",
+        "FusedCausalLMOutput",
+        ("log_probs", "entropy"),
+        "TRL 1.16.0 trl/trainer/utils.py:1510",
+        "subclassed by the value head's output; its per-token fields align with the hidden states the critic reads",
+    ),
+    Internal(
+        "trl.extras.profiling",
+        "profiling_context",
+        ("trainer", "name"),
+        "TRL 1.16.0 trl/extras/profiling.py:134",
+        "times the shared prefill and generation under TRL's profiling names",
+    ),
+    Internal(
         "trl.models",
         "unwrap_model_for_generation",
         ("model", "accelerator", "gather_deepspeed3_params", "generation_kwargs", "gradient_checkpointing_kwargs"),
@@ -164,6 +179,53 @@ INTERNALS: tuple[Internal, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class Mirrored:
+    """A condition of TRL's we copy or get around: `owner.name`'s source must still contain each snippet (compared
+    with whitespace collapsed), so that a change of meaning fails here instead of silently in training."""
+
+    owner: str
+    name: str
+    snippets: tuple[str, ...]
+    source: str
+    use: str
+
+
+MIRRORED: tuple[Mirrored, ...] = (
+    Mirrored(
+        TRL_GRPO,
+        "_generate_and_score_completions",
+        (
+            "generate_every = self.args.steps_per_generation * self.num_iterations",
+            "if self.args.gradient_accumulation_steps % generate_every != 0 or (",
+        ),
+        f"{GRPO_FILE}:2642",
+        "PPO's `_rollout_computes_old_logps` copies when the rollout runs an old-policy log-prob pass",
+    ),
+    Mirrored(
+        TRL_GRPO,
+        "_prepare_inputs",
+        (
+            "if self._step % generate_every == 0 or self._buffered_inputs is None:",
+            "inputs = self._buffered_inputs[self._step % self.args.steps_per_generation]",
+        ),
+        f"{GRPO_FILE}:1539",
+        "our `_prepare_inputs` buffers clip-grouped generation batches by the same rule",
+    ),
+    Mirrored(
+        "trl.trainer.grpo_config:GRPOConfig",
+        "__post_init__",
+        ("if self.num_generations < 2:",),
+        "TRL 1.16.0 trl/trainer/grpo_config.py:1137",
+        "PPO's `_SingleGeneration` (num_generations=1) passes GRPO's group-size check by comparing as not < 2",
+    ),
+)
+
+# The loss types TRL 1.16's `GRPOTrainer._compute_loss` aggregates, which `MICRO_BATCH_INDEPENDENT_LOSS_TYPES`
+# (grpo_trainer.py) sorts into those that may and may not shuffle whole clips into micro-batches.
+CLASSIFIED_LOSS_TYPES = frozenset({"grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"})
+
+
 class IncompatibleVersionError(ImportError):
     """The installed TRL or transformers lacks an internal we rely on."""
 
@@ -191,13 +253,50 @@ def problem(internal: Internal) -> str | None:
     return None
 
 
+def _source(owner: str, name: str) -> str | None:
+    try:
+        return " ".join(inspect.getsource(getattr(_resolve(owner), name)).split())
+    except (ImportError, AttributeError, OSError, TypeError):
+        return None
+
+
+def mirrored_problem(mirrored: Mirrored) -> str | None:
+    """What is wrong with a mirrored condition in the installed libraries, or None."""
+    source = _source(mirrored.owner, mirrored.name)
+    if source is None:
+        return "is missing or has no source"
+    for snippet in mirrored.snippets:
+        if " ".join(snippet.split()) not in source:
+            return f"no longer contains `{snippet}`"
+    return None
+
+
+def loss_types_problem() -> str | None:
+    """Whether `GRPOTrainer._compute_loss` aggregates a loss type we have not sorted by micro-batch dependence."""
+    source = _source(TRL_GRPO, "_compute_loss") or ""
+    named = set()
+    for test in re.findall(r"self\.loss_type (?:==|in) (\[[^\]]*\]|\"\w+\")", source):
+        named.update(re.findall(r"\"(\w+)\"", test))
+    unknown = sorted(named - CLASSIFIED_LOSS_TYPES)
+    return f"aggregates loss types we have not classified: {', '.join(unknown)}" if unknown else None
+
+
+def problems() -> list[tuple[str, str, str]]:
+    """Every (internal, source it mirrors, what is wrong) in the installed libraries."""
+    found = []
+    for item in (*INTERNALS, *MIRRORED):
+        reason = problem(item) if isinstance(item, Internal) else mirrored_problem(item)
+        if reason is not None:
+            found.append((f"{item.owner.partition(':')[2] or item.owner}.{item.name}", item.source, reason))
+    reason = loss_types_problem()
+    if reason is not None:
+        found.append(("GRPOTrainer._compute_loss", f"{GRPO_FILE}:3152", reason))
+    return found
+
+
 def check() -> None:
     """Raise `IncompatibleVersionError` naming the first internal the installed libraries changed."""
-    for internal in INTERNALS:
-        reason = problem(internal)
-        if reason is not None:
-            where = internal.owner.partition(":")[2] or internal.owner
-            raise IncompatibleVersionError(
-                f"vlmrl-trl needs {where}.{internal.name} ({internal.source}), which {reason} in the installed "
-                f"version; supported: {SUPPORTED}"
-            )
+    for where, source, reason in problems()[:1]:
+        raise IncompatibleVersionError(
+            f"vlmrl-trl needs {where} ({source}), which {reason} in the installed version; supported: {SUPPORTED}"
+        )

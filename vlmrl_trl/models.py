@@ -244,26 +244,22 @@ def build_tiny_vlm(
     return out
 
 
-def add_generation_markers(template: str) -> str:
-    """The training variant of a chat template, with ``{% generation %}`` around the assistant turn.
+def training_chat_template(processor: Any) -> str:
+    """The training variant of `processor`'s chat template, with ``{% generation %}`` around the assistant turn.
 
-    Templates that already have markers come back unchanged; otherwise TRL's training template for the same
-    family (SmolVLM, Idefics3, ...) is used. Unknown templates raise, since guessing would mask the wrong tokens.
+    A template that already has markers comes back unchanged; otherwise TRL's `get_training_chat_template` gives
+    its training variant. An unknown template raises `ValueError`, since guessing would mask the wrong tokens.
     """
-    from trl import chat_template_utils as ctu
+    from trl.chat_template_utils import get_training_chat_template
 
-    if ctu.has_generation_markers(template):
-        return template
-    suffix = "_training_chat_template"
-    for name in dir(ctu):
-        if name.endswith(suffix):
-            original = getattr(ctu, name[: -len(suffix)] + "_chat_template", None)
-            if original == template:
-                return getattr(ctu, name)
-    raise ValueError(
-        "the chat template has no {% generation %} markers and TRL has no training variant of it; "
-        "add {% generation %}...{% endgeneration %} around the assistant content yourself"
-    )
+    try:
+        patched = get_training_chat_template(processor)
+    except ValueError:
+        raise ValueError(
+            "the chat template has no {% generation %} markers and TRL has no training variant of it; "
+            "add {% generation %}...{% endgeneration %} around the assistant content yourself"
+        ) from None
+    return processor.chat_template if patched is None else patched
 
 
 def check_model_source(model_name_or_path: str) -> None:
@@ -305,10 +301,9 @@ def load_processor(
     image_processor = getattr(processor, "image_processor", None)
     if image_processor is not None and hasattr(image_processor, "do_image_splitting"):
         image_processor.do_image_splitting = image_splitting
-    template = getattr(processor, "chat_template", None)
-    if isinstance(template, str):
+    if isinstance(getattr(processor, "chat_template", None), str):
         try:
-            processor.chat_template = add_generation_markers(template)
+            processor.chat_template = training_chat_template(processor)
         except ValueError as err:
             logger.warning("%s: %s", model_name_or_path, err)
     tokenizer = getattr(processor, "tokenizer", processor)
