@@ -49,7 +49,10 @@ class GRPOScriptArguments(SFTScriptArguments):
 
     reward_funcs: list[str] = field(
         default_factory=lambda: ["action_reasoning", "structure"],
-        metadata={"help": "Reward names from vlmrl_trl.rewards (clip_alignment, action_reasoning, structure)."},
+        metadata={
+            "help": "Reward names from vlmrl_trl.rewards (clip_alignment, action_reasoning, structure) or import "
+            "paths of your own (my_pkg.rewards.fn)."
+        },
     )
     reward_kwargs: dict[str, Any] | str | None = field(
         default=None,

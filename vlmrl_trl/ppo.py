@@ -54,7 +54,10 @@ class PPOScriptArguments(GRPOScriptArguments):
     )
     reward_funcs: list[str] = field(
         default_factory=lambda: ["clip_alignment"],
-        metadata={"help": "Reward names from vlmrl_trl.rewards (clip_alignment, action_reasoning, structure)."},
+        metadata={
+            "help": "Reward names from vlmrl_trl.rewards (clip_alignment, action_reasoning, structure) or import "
+            "paths of your own (my_pkg.rewards.fn)."
+        },
     )
     r1_eval_samples: int = field(
         default=0,

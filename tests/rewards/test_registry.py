@@ -68,3 +68,56 @@ def test_recipe_errors_name_the_key():
         rewards_from_config({"reward_funcs": ["structure"], "reward_weights": [1, 2]})
     funcs, weights = rewards_from_config({"reward_funcs": "structure"})
     assert [f.__name__ for f in funcs] == ["structure"] and weights is None
+
+
+USER_REWARDS = """
+def short(prompts, completions, completion_ids=None, *, limit=10, **columns):
+    return [float(len(str(c)) <= limit) for c in completions]
+
+
+class Constant:
+    def __init__(self, value=1.0):
+        self.value = value
+
+    def __call__(self, prompts, completions, **columns):
+        return [self.value] * len(completions)
+"""
+
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch):
+    (tmp_path / "my_user_rewards.py").write_text(USER_REWARDS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "my_user_rewards"
+
+
+def test_an_import_path_names_a_user_reward_with_checked_options(user_module):
+    from trl.trainer.utils import get_callable_name
+
+    short, constant = get_reward_funcs(
+        [f"{user_module}.short", f"{user_module}.Constant"], {f"{user_module}.Constant": {"value": 0.5}}
+    )
+    assert short(None, ["abc", "x" * 20]) == [1.0, 0.0] and constant(None, ["a", "b"]) == [0.5, 0.5]
+    assert reward_options(f"{user_module}.short") == ["limit"] and reward_options(f"{user_module}.Constant") == [
+        "value"
+    ]
+    bound = build_reward(f"{user_module}.short", {"limit": 1})
+    assert bound(None, ["ab"]) == [0.0] and get_callable_name(bound) == "short"
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['limt'\] for reward 'my_user_rewards.short'"):
+        check_reward_config([f"{user_module}.short"], {f"{user_module}.short": {"limt": 1}})
+
+
+def test_a_bad_import_path_says_why_and_lists_the_registry(user_module):
+    with pytest.raises(ValueError, match="cannot import 'no_such_pkg.rewards'.*clip_alignment, action_reasoning"):
+        check_reward_config(["no_such_pkg.rewards.fn"])
+    with pytest.raises(ValueError, match="module 'my_user_rewards' has no callable 'missing'"):
+        check_reward_config([f"{user_module}.missing"])
+    with pytest.raises(ValueError, match="import path such as my_pkg.rewards"):
+        check_reward_config(["nodots"])
+
+
+def test_clip_alignment_is_a_dense_reward_and_the_text_rewards_are_not():
+    from vlmrl_trl.rewards import DenseReward
+
+    assert isinstance(ClipAlignmentReward(device="cpu"), DenseReward)
+    assert not isinstance(build_reward("structure"), DenseReward)

@@ -238,6 +238,32 @@ def test_dense_clip_reward_needs_the_clip_reward(make_trainer):
         make_trainer(reward_funcs=[ActionReasoningReward()])
 
 
+def one(prompts, completions, **columns):
+    return [1.0] * len(completions)
+
+
+class TokenCount:
+    """A user reward following the `DenseReward` protocol: 0.1 per completion token, paid on each token."""
+
+    __name__ = "token_count"
+
+    def __call__(self, prompts, completions, completion_ids=None, **columns):
+        return [0.1 * len(ids) for ids in completion_ids]
+
+    def per_token_rewards(self, inputs, completion_ids, tokenizer, *, every_k=1):
+        return [[0.1] * len(ids) for ids in completion_ids]
+
+
+def test_any_reward_with_per_token_rewards_is_paid_per_token(make_trainer, clips):
+    trainer = make_trainer(reward_funcs=[one, TokenCount()], gamma=1.0, lam=1.0)
+    trainer.args.whiten_advantages = False
+    assert trainer._dense_reward_index == 1
+    batch = rollout(trainer, clips)
+    lengths = batch["completion_mask"].sum(1).to(batch["advantages"].dtype)
+    # A fresh critic (V = 0), gamma = lambda = 1: A_0 is the reward-to-go, 1 at the end + 0.1 per token.
+    torch.testing.assert_close(batch["advantages"][:, 0], 1.0 + 0.1 * lengths)
+
+
 def test_kl_penalty_goes_into_the_rewards(make_trainer, clips):
     trainer = make_trainer(beta=0.1, kl_in_reward=True)
     batch = rollout(trainer, clips)

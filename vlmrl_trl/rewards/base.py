@@ -1,9 +1,10 @@
-"""What every vlmrl-trl reward shares: completion text extraction, a TRL-visible name, metric logging."""
+"""What every vlmrl-trl reward shares: completion text extraction, a TRL-visible name, metric logging, and the
+protocol of a reward PPO can pay per token."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 
 def completion_text(completion: Any) -> str:
@@ -64,3 +65,22 @@ class RewardFunction:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+
+@runtime_checkable
+class DenseReward(Protocol):
+    """A reward that can also pay per token, as PPO's dense reward (``dense_clip_reward``) needs.
+
+    ``per_token_rewards`` gets the rollout's dataset rows (``inputs``, one dict of columns per completion), the
+    completions' token ids and the tokenizer, and returns one list per completion with one float per token; they
+    should sum to the completion's sequence reward, so that with gamma = 1 the returns telescope to it.
+    """
+
+    def per_token_rewards(
+        self,
+        inputs: Sequence[Mapping[str, Any]],
+        completion_ids: Sequence[Sequence[int]],
+        tokenizer: Any,
+        *,
+        every_k: int = 1,
+    ) -> list[list[float]]: ...

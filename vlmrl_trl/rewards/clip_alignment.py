@@ -19,7 +19,7 @@ import hashlib
 import logging
 import re
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -190,6 +190,17 @@ class ClipAlignmentReward(RewardFunction):
                 previous = value
             rewards.append(per_token)
         return rewards
+
+    def per_token_rewards(
+        self,
+        inputs: Sequence[Mapping[str, Any]],
+        completion_ids: Sequence[Sequence[int]],
+        tokenizer: Any,
+        *,
+        every_k: int = 1,
+    ) -> list[list[float]]:
+        """`DenseReward` for PPO: :meth:`dense_rewards` of each row's frames (its ``images_column``)."""
+        return self.dense_rewards([row[self.images_column] for row in inputs], completion_ids, tokenizer, every_k)
 
     def __call__(
         self, prompts: Sequence[Any], completions: Sequence[Any], completion_ids: Sequence[Any] | None = None, **kwargs

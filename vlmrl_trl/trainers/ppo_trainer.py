@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from torch import nn
 from trl.models.utils import disable_gradient_checkpointing
 
-from ..rewards.clip_alignment import ClipAlignmentReward
+from ..rewards.base import DenseReward
 from .advantages import (
     clipped_value_loss,
     compute_gae,
@@ -122,13 +122,14 @@ class VLMPPOTrainer(VLMGRPOTrainer):
     # ---- construction -------------------------------------------------------------------------------------------
 
     def _find_dense_reward(self) -> int:
-        """Index of the CLIP alignment reward that `dense_clip_reward` pays per token."""
+        """Index of the first reward with per-token rewards (`DenseReward`, e.g. CLIP alignment) that
+        `dense_clip_reward` pays per token."""
         for i, func in enumerate(self.reward_funcs):
-            if isinstance(func, ClipAlignmentReward):
+            if isinstance(func, DenseReward):
                 return i
         raise ValueError(
-            "dense_clip_reward=True needs the clip_alignment reward (vlmrl_trl.rewards.ClipAlignmentReward) among "
-            f"the reward functions; got {self.reward_func_names}"
+            "dense_clip_reward=True needs the clip_alignment reward, or another with a per_token_rewards method "
+            f"(vlmrl_trl.rewards.DenseReward), among the reward functions; got {self.reward_func_names}"
         )
 
     def _build_value_head(self, policy: nn.Module, model_path: str | None) -> ValueHead:
@@ -215,14 +216,13 @@ class VLMPPOTrainer(VLMGRPOTrainer):
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         """The parent's per-function rewards (all processes), kept for the per-token rewards together with the
-        dense CLIP increments of this process's completions."""
+        per-token rewards of this process's completions (the dense CLIP increments by default)."""
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
         self._rollout_rewards_per_func = rewards_per_func
         if self._dense_reward_index is not None:
             func = self.reward_funcs[self._dense_reward_index]
-            clips = [example[func.images_column] for example in inputs]
-            self._rollout_dense_rewards = func.dense_rewards(
-                clips, completion_ids_list, self._tokenizer, every_k=self.args.dense_reward_every_k
+            self._rollout_dense_rewards = func.per_token_rewards(
+                inputs, completion_ids_list, self._tokenizer, every_k=self.args.dense_reward_every_k
             )
         return rewards_per_func
 
