@@ -12,6 +12,7 @@ import torch.distributed as dist
 from accelerate.utils import DistributedType
 from transformers import HfArgumentParser, TrainingArguments
 
+from vlmrl_trl.checkpoints import write_manifest
 from vlmrl_trl.launch import check_launch, checkpoint_to_resume, end_distributed, set_launch_defaults
 
 
@@ -80,6 +81,7 @@ def resume_args(output_dir: Path, value: str | bool | None) -> SimpleNamespace:
 def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path: Path, caplog) -> None:
     for step in (2, 10):
         (tmp_path / f"checkpoint-{step}").mkdir()
+        write_manifest(tmp_path / f"checkpoint-{step}")
     with caplog.at_level("WARNING"):
         assert checkpoint_to_resume(resume_args(tmp_path, None)) == str(tmp_path / "checkpoint-10")
     assert "resuming from" in caplog.text and "--resume_from_checkpoint false" in caplog.text
@@ -91,7 +93,7 @@ def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path: Path, cap
 
 def test_a_fresh_output_dir_starts_afresh_and_bad_resume_requests_name_the_option(tmp_path: Path) -> None:
     assert checkpoint_to_resume(resume_args(tmp_path / "new", None)) is None
-    with pytest.raises(FileNotFoundError, match="resume_from_checkpoint=true, but output_dir=.* holds no checkpoint"):
+    with pytest.raises(FileNotFoundError, match="output_dir=.* holds no complete checkpoint"):
         checkpoint_to_resume(resume_args(tmp_path, "true"))
     with pytest.raises(FileNotFoundError, match="resume_from_checkpoint='.*missing' is not a checkpoint folder"):
         checkpoint_to_resume(resume_args(tmp_path, str(tmp_path / "missing")))

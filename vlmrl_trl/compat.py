@@ -136,6 +136,20 @@ INTERNALS: tuple[Internal, ...] = (
         "PPO restores the value head",
     ),
     Internal(TRAINER, "_load_best_model", (), f"{TRAINER_FILE}:3735", "PPO restores the best value head"),
+    Internal(
+        TRAINER,
+        "_save_checkpoint",
+        ("model", "trial"),
+        f"{TRAINER_FILE}:3355",
+        "wrapped (`checkpoints.CompleteCheckpoints`): resume state, manifest, then our rotation",
+    ),
+    Internal(
+        TRAINER,
+        "_load_optimizer_and_scheduler",
+        ("checkpoint",),
+        f"{TRAINER_FILE}:3886",
+        "wrapped: a missing scheduler.pt is an error; GRPO restores its generation/reuse phase after it",
+    ),
     # transformers: what the family adapters wrap or read.
     *(
         Internal(
@@ -211,6 +225,13 @@ MIRRORED: tuple[Mirrored, ...] = (
         ),
         f"{GRPO_FILE}:1539",
         "our `_prepare_inputs` buffers clip-grouped generation batches by the same rule",
+    ),
+    Mirrored(
+        TRAINER,
+        "_save_checkpoint",
+        ("save_total_limit=self.args.save_total_limit,",),
+        f"{TRAINER_FILE}:3419",
+        "`CompleteCheckpoints` unsets save_total_limit around it to rotate only once the manifest is written",
     ),
     Mirrored(
         "trl.trainer.grpo_config:GRPOConfig",

@@ -95,9 +95,11 @@ def parse_recipe(dataclass_types: tuple[type, ...], argv: Sequence[str] | None =
 
 def checkpoint_to_resume(args: TrainingArguments) -> str | None:
     """The checkpoint a run continues from, so that an interrupted run picks up where it stopped (as open-r1's
-    scripts do): ``resume_from_checkpoint`` when it names a folder; the last ``checkpoint-*`` of ``output_dir``
-    when it is ``true``, or when it is unset and ``output_dir`` holds one; none with ``false``."""
-    from transformers.trainer_utils import get_last_checkpoint
+    scripts do): ``resume_from_checkpoint`` when it names a folder; the newest complete ``checkpoint-*`` of
+    ``output_dir`` when it is ``true``, or when it is unset and ``output_dir`` holds one; none with ``false``.
+    Incomplete checkpoints (a save that never finished) are skipped with one line each; the chosen one is verified
+    against its manifest (`vlmrl_trl.checkpoints`), and a corrupt or missing file raises `CheckpointError`."""
+    from .checkpoints import MANIFEST, is_complete, newest_complete, verify
 
     value = args.resume_from_checkpoint
     flag = str(value).lower() if isinstance(value, (bool, str)) else None
@@ -107,17 +109,25 @@ def checkpoint_to_resume(args: TrainingArguments) -> str | None:
     if value is not None and not asked_for_last:
         if not os.path.isdir(value):
             raise FileNotFoundError(f"resume_from_checkpoint={value!r} is not a checkpoint folder")
+        if not is_complete(value):
+            raise FileNotFoundError(f"resume_from_checkpoint={value!r} has no {MANIFEST}: its save did not finish")
+        verify(value)
         return str(value)
-    last = get_last_checkpoint(args.output_dir) if os.path.isdir(args.output_dir) else None
+    last, skipped = newest_complete(args.output_dir)
+    for folder in skipped:
+        logger.warning("skipping %s: its save did not finish (no %s)", folder, MANIFEST)
     if last is None and asked_for_last:
         raise FileNotFoundError(
-            f"resume_from_checkpoint=true, but output_dir={args.output_dir!r} holds no checkpoint-* folder"
+            f"resume_from_checkpoint=true, but output_dir={args.output_dir!r} holds no complete checkpoint-* folder"
         )
-    if last is not None and value is None:
+    if last is None:
+        return None
+    verify(last)
+    if value is None:
         logger.warning(
             "%s holds %s: resuming from it (--resume_from_checkpoint false starts afresh)", args.output_dir, last
         )
-    return last
+    return str(last)
 
 
 def end_distributed() -> None:

@@ -240,6 +240,11 @@ def build_trainer(
     """Model, processor, data and an ``SFTTrainer``; datasets default to the ones ``script_args`` names."""
     from trl import SFTTrainer, get_peft_config
 
+    from .checkpoints import CompleteCheckpoints
+
+    class VLMSFTTrainer(CompleteCheckpoints, SFTTrainer):
+        """TRL's ``SFTTrainer`` whose checkpoints are complete or ignored (`vlmrl_trl.checkpoints`)."""
+
     if not model_args.model_name_or_path:
         raise ValueError("model_name_or_path is required (a hub id or a model folder, e.g. outputs/tiny-vlm)")
     # The data first, so that a bad dataset fails before a model is downloaded.
@@ -262,7 +267,7 @@ def build_trainer(
     model, processor = load_model_and_processor(script_args, training_args, model_args)
     if training_args.gradient_checkpointing:
         model.config.use_cache = False
-    return SFTTrainer(
+    return VLMSFTTrainer(
         model=model,
         args=training_args,
         train_dataset=train_dataset,

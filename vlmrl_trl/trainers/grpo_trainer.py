@@ -7,6 +7,7 @@ loss). This trainer keeps TRL's algorithm and removes that repetition exactly: s
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,6 +20,7 @@ from trl.models import unwrap_model_for_generation
 from trl.trainer.utils import pad, split_tensor_dict
 
 from .. import compat
+from ..checkpoints import CheckpointError, CompleteCheckpoints
 from ..families import FamilyAdapter, adapter_for
 from .prompt_packing import pack_shared_prompts
 from .vision_cache import memoized_image_processing
@@ -30,6 +32,8 @@ compat.check()  # the TRL/transformers internals below are all there, or one lin
 # normalizer that depends neither on which rows share a micro-batch nor on their token counts. Only "bnpo" divides
 # by a micro-batch's own token count.
 MICRO_BATCH_INDEPENDENT_LOSS_TYPES = frozenset({"grpo", "dr_grpo", "dapo", "cispo", "sapo", "luspo", "vespo"})
+# Each process's generation/reuse phase in a checkpoint (`VLMGRPOTrainer._save_resume_state`).
+GRPO_PHASE_FILE = "grpo_phase_{}.pt"
 # Attention implementations that take an arbitrary 4D mask (the packed prompts' tree mask).
 TREE_MASK_ATTENTION = frozenset({"sdpa", "eager"})
 
@@ -110,7 +114,7 @@ def permute_rows(batch: dict[str, Any], permutation: torch.Tensor) -> dict[str, 
     return {key: permute(value) for key, value in batch.items()}
 
 
-class VLMGRPOTrainer(GRPOTrainer):
+class VLMGRPOTrainer(CompleteCheckpoints, GRPOTrainer):
     """`GRPOTrainer` that preprocesses, encodes and prefills each distinct clip once instead of once per completion.
 
     Takes exactly `GRPOTrainer`'s arguments (a `VLMGRPOConfig` as `args` for the `deduplicate_vision` switch) and
@@ -194,6 +198,26 @@ class VLMGRPOTrainer(GRPOTrainer):
                 {**chunk, **self.adapter.merge_rows(visual_inputs(self.adapter, chunk))} for chunk in chunks
             ]
         return self._buffered_inputs[self._step % self.args.steps_per_generation]
+
+    def _save_resume_state(self, folder: Path) -> None:
+        """Save the generation/reuse phase (`_step`) and the buffered generation batch it reuses, per process, so
+        that a resume mid-phase (`num_iterations > 1`, `steps_per_generation > 1`) goes on exactly; at a phase
+        boundary the batch is generated afresh anyway, so it is left out."""
+        mid_phase = self._step % (self.args.steps_per_generation * self.num_iterations) != 0
+        phase = {"step": self._step, "buffered_inputs": self._buffered_inputs if mid_phase else None}
+        torch.save(phase, folder / GRPO_PHASE_FILE.format(self.accelerator.process_index))
+
+    def _load_resume_state(self, checkpoint: str) -> None:
+        """Restore what `_save_resume_state` saved; a missing file is an error only when the checkpoint fell
+        mid-phase (where regenerating would change the run)."""
+        file = Path(checkpoint) / GRPO_PHASE_FILE.format(self.accelerator.process_index)
+        if not file.is_file():
+            generate_every = self.args.steps_per_generation * self.num_iterations
+            if self.state.global_step * self.args.gradient_accumulation_steps % generate_every:
+                raise CheckpointError(f"{file}: missing, and the checkpoint reuses a buffered generation batch")
+            return
+        phase = torch.load(file, map_location=self.accelerator.device, weights_only=True)
+        self._step, self._buffered_inputs = phase["step"], phase["buffered_inputs"]
 
     def _packs_prompts(self, compute_aux_loss: bool, inputs: dict[str, Any]) -> bool:
         """Whether this log-prob pass can score the completions of a shared prompt in one packed sequence."""

@@ -23,6 +23,7 @@ from safetensors.torch import load_file
 from torch import nn
 from trl.models.utils import disable_gradient_checkpointing
 
+from ..checkpoints import CheckpointError
 from ..rewards.base import DenseReward
 from .advantages import (
     clipped_value_loss,
@@ -400,8 +401,7 @@ class VLMPPOTrainer(VLMGRPOTrainer):
     def _load_value_head_from(self, checkpoint_dir: str) -> None:
         file = Path(checkpoint_dir) / VALUE_HEAD_FILE
         if not file.is_file():
-            logger.warning("%s has no %s: the value head keeps its current weights", checkpoint_dir, VALUE_HEAD_FILE)
-            return
+            raise CheckpointError(f"{file}: missing, so the critic cannot resume (a fresh head would train silently)")
         self._value_head.load_state_dict(load_file(str(file), device="cpu"))
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
