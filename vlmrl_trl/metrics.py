@@ -1,5 +1,7 @@
 """BDD-OIA metrics, as the official evaluator defines them, plus the JSON validity of raw outputs.
 
+Every function scores over a label set (:mod:`vlmrl_trl.labels`, option ``labels``), BDD-OIA's by default.
+
 Per class: binary precision/recall/F1 (sklearn's ``average=None``). ``mf1``: mean of the per-class F1s.
 ``f1_all``: F1 averaged over samples (``average="samples"``), a sample with no true and no predicted
 label scoring 0. Undefined ratios count as 0, as sklearn's default does. ``accuracy`` is per label bit
@@ -20,16 +22,8 @@ from typing import Any
 import numpy as np
 
 from .facts import format_fact_table, record_fact_agreement
-from .schema import (
-    ACTION_IDS,
-    NUM_ACTIONS,
-    NUM_REASONS,
-    REASON_IDS,
-    Decision,
-    ParseFailure,
-    extract_json_object,
-    validate_decision_obj,
-)
+from .labels import BDDOIA, LabelSet
+from .schema import Decision, ParseFailure, extract_json_object, validate_decision_obj
 
 
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -65,20 +59,22 @@ def multilabel_metrics(y_true: Any, y_pred: Any, names: Sequence[str]) -> dict[s
     }
 
 
-def decision_metrics(outputs: Sequence[str], action_labels: Any, reason_labels: Any) -> dict[str, Any]:
+def decision_metrics(
+    outputs: Sequence[str], action_labels: Any, reason_labels: Any, labels: LabelSet = BDDOIA
+) -> dict[str, Any]:
     """Score raw model outputs against label bits: an unparseable output predicts no label at all."""
     if not (len(outputs) == len(action_labels) == len(reason_labels)):
         raise ValueError("outputs, action labels and reason labels must have the same length")
     found = [extract_json_object(text) for text in outputs]  # parse_decision, keeping what surrounds each object
-    parsed = [f if isinstance(f, ParseFailure) else validate_decision_obj(f.obj) for f in found]
+    parsed = [f if isinstance(f, ParseFailure) else validate_decision_obj(f.obj, labels) for f in found]
     decisions = [d for d in parsed if isinstance(d, Decision)]
     strict = sum(isinstance(d, Decision) and f.alone for d, f in zip(parsed, found, strict=True))
-    pred_actions = [d.action_bits() if isinstance(d, Decision) else [0] * NUM_ACTIONS for d in parsed]
-    pred_reasons = [d.reason_bits() if isinstance(d, Decision) else [0] * NUM_REASONS for d in parsed]
+    pred_actions = [d.action_bits(labels) if isinstance(d, Decision) else [0] * labels.num_actions for d in parsed]
+    pred_reasons = [d.reason_bits(labels) if isinstance(d, Decision) else [0] * labels.num_reasons for d in parsed]
     n = len(outputs)
     return {
-        "actions": multilabel_metrics(action_labels, pred_actions, ACTION_IDS),
-        "reasons": multilabel_metrics(reason_labels, pred_reasons, REASON_IDS),
+        "actions": multilabel_metrics(action_labels, pred_actions, labels.action_ids),
+        "reasons": multilabel_metrics(reason_labels, pred_reasons, labels.reason_ids),
         "json_validity": len(decisions) / n if n else 0.0,
         "strict_json_validity": strict / n if n else 0.0,
         "n": n,
@@ -91,10 +87,12 @@ def _check_bits(value: Any, size: int, where: str, key: str) -> list[int]:
     return value
 
 
-def read_predictions(path: str | Path, skipped: list[str] | None = None) -> list[dict[str, Any]]:
+def read_predictions(
+    path: str | Path, skipped: list[str] | None = None, labels: LabelSet = BDDOIA
+) -> list[dict[str, Any]]:
     """Read a ``predictions.jsonl`` file: one object per line with ``text`` (the raw model output) and
-    the label bits ``actions`` (4) and ``reasons`` (21). Errors name the file, line and field; with a ``skipped``
-    list, a bad line (a truncated last one too) is appended to it instead and reading goes on."""
+    the label bits ``actions`` and ``reasons`` (BDD-OIA: 4 and 21). Errors name the file, line and field; with a
+    ``skipped`` list, a bad line (a truncated last one too) is appended to it instead and reading goes on."""
     path = Path(path)
     records = []
     with path.open(encoding="utf-8") as f:
@@ -102,7 +100,7 @@ def read_predictions(path: str | Path, skipped: list[str] | None = None) -> list
             if not line.strip():
                 continue
             try:
-                records.append(_prediction_line(line, f"{path}:{lineno}"))
+                records.append(_prediction_line(line, f"{path}:{lineno}", labels))
             except ValueError as err:
                 if skipped is None:
                     raise
@@ -112,7 +110,7 @@ def read_predictions(path: str | Path, skipped: list[str] | None = None) -> list
     return records
 
 
-def _prediction_line(line: str, where: str) -> dict[str, Any]:
+def _prediction_line(line: str, where: str, labels: LabelSet) -> dict[str, Any]:
     """One checked line of a predictions file; ``where`` (file:line) prefixes its errors."""
     try:
         rec = json.loads(line)
@@ -122,17 +120,17 @@ def _prediction_line(line: str, where: str) -> dict[str, Any]:
         raise ValueError(f"{where}: expected a JSON object, got {type(rec).__name__}")
     if not isinstance(rec.get("text"), str):
         raise ValueError(f"{where}: field 'text' (the raw model output) must be a string")
-    _check_bits(rec.get("actions"), NUM_ACTIONS, where, "actions")
-    _check_bits(rec.get("reasons"), NUM_REASONS, where, "reasons")
+    _check_bits(rec.get("actions"), labels.num_actions, where, "actions")
+    _check_bits(rec.get("reasons"), labels.num_reasons, where, "reasons")
     return rec
 
 
-def score_records(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def score_records(records: Iterable[Mapping[str, Any]], labels: LabelSet = BDDOIA) -> dict[str, Any]:
     """Metrics of prediction records as written by ``vlmrl-trl predict``; ``facts`` (description-fact agreement,
     :mod:`vlmrl_trl.facts`) when the clips' facts are known, as for synthetic clips."""
     records = list(records)
     metrics = decision_metrics(
-        [r["text"] for r in records], [r["actions"] for r in records], [r["reasons"] for r in records]
+        [r["text"] for r in records], [r["actions"] for r in records], [r["reasons"] for r in records], labels
     )
     facts = record_fact_agreement(records)
     return metrics if facts is None else {**metrics, "facts": facts}

@@ -5,7 +5,7 @@ four arrows, the true and predicted scene descriptions, and the reasons colour-c
 positive red, missed gray); above them, the headline metrics and per-class F1 bars, and controls that sort and
 filter the clips by their errors. ``compare.html`` sets two runs side by side (e.g. SFT and an RL stage): per-class
 F1 of each, and the clips whose answer changed. Class names come from the metrics (their ``per_class`` keys), with
-the schema's labels where it has them. Drawing uses Pillow only.
+the label set's labels (``label_set``, BDD-OIA's by default) where it has them. Drawing uses Pillow only.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .schema import ACTION_IDS, ACTIONS, REASONS, Decision, parse_decision
+from .labels import BDDOIA, LabelSet
+from .schema import Decision, parse_decision
 
 REPORT_FILE = "report.html"
 IMAGES_DIR = "report"
 COMPARE_FILE = "compare.html"
 COMPARE_IMAGES_DIR = "compare"
 GROUPS = ("actions", "reasons")
-_SCHEMA_LABELS = {item.id: item.label for item in (*ACTIONS, *REASONS)}
 
 # Colours shared by the PNGs and the page, so a reason chip and an arrow mean the same thing.
 TP, FP, MISSED, TRUTH = "#2e7d32", "#c62828", "#9e9e9e", "#1565c0"
@@ -74,15 +74,24 @@ def _octagon(cx: float, cy: float, c: float) -> list[tuple[float, float]]:
     ]
 
 
-# Where each action sits on the pad (column, row) and how it is drawn: forward up, left and right to the
+# Where each BDD-OIA action sits on the pad (column, row) and how it is drawn: forward up, left and right to the
 # sides, stop as a stop sign in the middle.
 _PAD = {"move_forward": (1, 0, 0.0), "turn_left": (0, 1, -90.0), "stop": (1, 1, None), "turn_right": (2, 1, 90.0)}
 
 
-def _action_states(true_bits: Sequence[int], pred_bits: Sequence[int] | None) -> dict[str, tuple[str, str]]:
+def _pad_layout(action_ids: tuple[str, ...]) -> dict[str, tuple[int, int, float | None]]:
+    """The BDD-OIA pad for its actions; any other label set's actions as a row of octagons in bit order."""
+    if set(action_ids) == set(_PAD):
+        return _PAD
+    return {aid: (col, 0, None) for col, aid in enumerate(action_ids)}
+
+
+def _action_states(
+    action_ids: Sequence[str], true_bits: Sequence[int], pred_bits: Sequence[int] | None
+) -> dict[str, tuple[str, str]]:
     """For each action id, the (G, P) state: G is 'on'/'off'; P is 'tp', 'fp', 'missed' or 'off'."""
     states = {}
-    for i, aid in enumerate(ACTION_IDS):
+    for i, aid in enumerate(action_ids):
         t, p = bool(true_bits[i]), bool(pred_bits[i]) if pred_bits is not None else False
         states[aid] = ("on" if t else "off", "tp" if t and p else "fp" if p else "missed" if t else "off")
     return states
@@ -97,19 +106,26 @@ _STYLE = {
 }
 
 
-def draw_actions(true_bits: Sequence[int], pred_bits: Sequence[int] | None) -> Image.Image:
+def draw_actions(
+    true_bits: Sequence[int], pred_bits: Sequence[int] | None, action_ids: Sequence[str] = BDDOIA.action_ids
+) -> Image.Image:
     """Two arrow pads, G (ground truth, blue) and P (prediction: green if right, red if wrong, a gray
     outline where a true action was missed). ``pred_bits`` is None when the output did not parse."""
-    return _draw_actions(tuple(true_bits), None if pred_bits is None else tuple(pred_bits)).copy()
+    pred = None if pred_bits is None else tuple(pred_bits)
+    return _draw_actions(tuple(action_ids), tuple(true_bits), pred).copy()
 
 
-@cache  # at most 16 x 17 distinct pads
-def _draw_actions(true_bits: tuple[int, ...], pred_bits: tuple[int, ...] | None) -> Image.Image:
-    states = _action_states(true_bits, pred_bits)
+@cache  # BDD-OIA: at most 16 x 17 distinct pads
+def _draw_actions(
+    action_ids: tuple[str, ...], true_bits: tuple[int, ...], pred_bits: tuple[int, ...] | None
+) -> Image.Image:
+    states = _action_states(action_ids, true_bits, pred_bits)
+    layout = _pad_layout(action_ids)
     ss = 4 * _SCALE  # supersample, then shrink: Pillow polygons have no antialiasing
     c = _ARROW_CELL * ss
     label_w, gap, pad = 0.9 * c, 0.7 * c, 0.15 * c
-    pad_w, pad_h = 3 * c, 2 * c
+    pad_w = (1 + max(col for col, _, _ in layout.values())) * c
+    pad_h = (1 + max(row for _, row, _ in layout.values())) * c
     width, height = round(2 * (label_w + pad_w) + gap + 2 * pad), round(pad_h + 2 * pad)
     img = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(img)
@@ -117,7 +133,7 @@ def _draw_actions(true_bits: tuple[int, ...], pred_bits: tuple[int, ...] | None)
     for k, (letter, which) in enumerate((("G", 0), ("P", 1))):
         x0 = pad + k * (label_w + pad_w + gap)
         draw.text((x0 + label_w / 2, pad + pad_h / 2), letter, fill=INK, font=font, anchor="mm")
-        for aid, (col, row, angle) in _PAD.items():
+        for aid, (col, row, angle) in layout.items():
             fill, line = _STYLE[states[aid][which]]
             cx, cy = x0 + label_w + (col + 0.5) * c, pad + (row + 0.5) * c
             shape = _octagon(cx, cy, c) if angle is None else _arrow(cx, cy, c, angle)
@@ -145,11 +161,11 @@ def draw_frames(frames: Sequence[Image.Image]) -> Image.Image:
     return strip
 
 
-def class_names(metrics: Mapping[str, Any], group: str) -> list[tuple[str, str]]:
+def class_names(metrics: Mapping[str, Any], group: str, label_set: LabelSet = BDDOIA) -> list[tuple[str, str]]:
     """The (id, label) of each class of ``group`` in bit order, read from the metrics; the label is the metrics'
-    own (``labels``), else the schema's, else the id."""
+    own (``labels``), else the label set's, else the id."""
     own = metrics[group].get("labels") or {}
-    return [(cid, own.get(cid) or _SCHEMA_LABELS.get(cid, cid)) for cid in metrics[group]["per_class"]]
+    return [(cid, own.get(cid) or label_set.labels.get(cid, cid)) for cid in metrics[group]["per_class"]]
 
 
 def draw_f1_bars(metrics: Mapping[str, Any]) -> Image.Image:
@@ -225,8 +241,10 @@ def _bits(ids: Sequence[str], names: Sequence[tuple[str, str]]) -> list[int]:
 class _Answer:
     """A record's parsed answer scored against its labels, in the metrics' class order."""
 
-    def __init__(self, rec: Mapping[str, Any], names: Mapping[str, Sequence[tuple[str, str]]]) -> None:
-        self.parsed = parse_decision(rec["text"])
+    def __init__(
+        self, rec: Mapping[str, Any], names: Mapping[str, Sequence[tuple[str, str]]], label_set: LabelSet
+    ) -> None:
+        self.parsed = parse_decision(rec["text"], label_set)
         self.decision = self.parsed if isinstance(self.parsed, Decision) else None
         d = self.decision
         self.actions = _bits(d.actions, names["actions"]) if d else [0] * len(names["actions"])
@@ -247,8 +265,8 @@ class _Answer:
         return html.escape(self.decision.scene) or "<i>(no scene text)</i>"
 
 
-def _names(metrics: Mapping[str, Any]) -> dict[str, list[tuple[str, str]]]:
-    return {group: class_names(metrics, group) for group in GROUPS}
+def _names(metrics: Mapping[str, Any], label_set: LabelSet) -> dict[str, list[tuple[str, str]]]:
+    return {group: class_names(metrics, group, label_set) for group in GROUPS}
 
 
 def _action_names(bits: Sequence[int], names: Sequence[tuple[str, str]]) -> str:
@@ -391,9 +409,9 @@ def _fresh_images(folder: Path) -> Path:
     return folder
 
 
-def _actions_image(images: Path, true_bits: Sequence[int], pred_bits: Sequence[int] | None) -> str:
+def _actions_image(images: Path, names: dict, true_bits: Sequence[int], pred_bits: Sequence[int] | None) -> str:
     """The G/P arrow pads as an ``<img>``'s attributes; one PNG per distinct (G, P) pair, shared by its clips."""
-    img = draw_actions(true_bits, pred_bits)
+    img = draw_actions(true_bits, pred_bits, [cid for cid, _ in names["actions"]])
     name = f"actions_G{''.join(map(str, true_bits))}_P{''.join(map(str, pred_bits)) if pred_bits else 'x'}.png"
     src = f"{images.name}/{name}" if (images / name).is_file() else _save(img, images / name)
     return f'src="{src}" {_html_size(img)}'
@@ -432,6 +450,7 @@ def render_report(
     samples: int = 48,
     seed: int = 0,
     title: str = "vlmrl-trl evaluation",
+    label_set: LabelSet = BDDOIA,
 ) -> Path:
     """Write ``out_dir/report.html`` and its PNGs in ``out_dir/report/`` for a seeded sample of ``samples``
     records (as read by :func:`vlmrl_trl.metrics.read_predictions`); ``frames`` finds a record's frames."""
@@ -439,18 +458,18 @@ def render_report(
         raise ValueError(f"the report needs at least one sampled clip, got samples={samples}")
     out = Path(out_dir)
     images = _fresh_images(out / IMAGES_DIR)
-    names = _names(metrics)
+    names = _names(metrics, label_set)
     bars = draw_f1_bars(metrics)
     bars_src = _save(bars, images / "f1_bars.png")
     picked = sample_indices(len(records), samples, seed)
     cards = []
     for i in picked:
         rec = records[i]
-        answer = _Answer(rec, names)
-        actions_img = _actions_image(images, rec["actions"], answer.actions if answer.decision else None)
+        answer = _Answer(rec, names, label_set)
+        actions_img = _actions_image(images, names, rec["actions"], answer.actions if answer.decision else None)
         frames_img = _frames_image(images, f"clip{i:05d}_frames.png", frames(rec) if frames is not None else None)
         cards.append(_clip_card(i, rec, answer, frames_img, actions_img, names))
-    n_invalid = sum(not isinstance(parse_decision(r["text"]), Decision) for r in records)
+    n_invalid = sum(not isinstance(parse_decision(r["text"], label_set), Decision) for r in records)
     tools = _tools(
         [("order", "clip order"), ("action", "worst action F1 first"), ("reason", "worst reason F1 first")],
         [("badactions", "wrong actions"), ("badreasons", "wrong reasons"), ("invalid", "invalid outputs")],
@@ -505,7 +524,10 @@ def _compare_tables(before: Mapping[str, Any], after: Mapping[str, Any], labels:
 
 
 def changed_answers(
-    before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[str, Any]], names: dict
+    before: Sequence[Mapping[str, Any]],
+    after: Sequence[Mapping[str, Any]],
+    names: dict,
+    label_set: LabelSet = BDDOIA,
 ) -> tuple[list[tuple[Mapping[str, Any], _Answer, _Answer]], int]:
     """The clips (by ``clip_id``) present in both runs whose decided actions or reasons differ, or whose output
     parsed in one run only, with both answers; and how many clips the two runs share."""
@@ -516,7 +538,7 @@ def changed_answers(
         if other is None:
             continue
         shared += 1
-        a, b = _Answer(rec, names), _Answer(other, names)
+        a, b = _Answer(rec, names, label_set), _Answer(other, names, label_set)
         if a.key != b.key:
             changed.append((rec, a, b))
     return changed, shared
@@ -536,7 +558,7 @@ def _change_card(
     delta = score[1] - score[0]
     runs = []
     for label, answer in zip(labels, answers, strict=True):
-        pads = _actions_image(images, rec["actions"], answer.actions if answer.decision else None)
+        pads = _actions_image(images, names, rec["actions"], answer.actions if answer.decision else None)
         runs.append(
             f'<div class="run"><h3>{html.escape(label)} · action F1 {answer.action_f1:.2f} · reason F1 '
             f'{answer.reason_f1:.2f}</h3><img class="actions" {pads} alt="{html.escape(label)} actions">'
@@ -566,6 +588,7 @@ def render_comparison(
     labels: tuple[str, str] = ("before", "after"),
     frames: FrameSource | None = None,
     max_clips: int = 60,
+    label_set: LabelSet = BDDOIA,
 ) -> Path:
     """Write ``out_dir/compare.html`` (PNGs in ``out_dir/compare/``): two runs' metrics and per-class F1 side by
     side, and up to ``max_clips`` of the clips whose answer changed, those that got worst first."""
@@ -576,8 +599,8 @@ def render_comparison(
             raise ValueError(f"the two runs do not score the same {group}; compare runs of one label set")
     out = Path(out_dir)
     images = _fresh_images(out / COMPARE_IMAGES_DIR)
-    names = _names(before_metrics)
-    changed, shared = changed_answers(before, after, names)
+    names = _names(before_metrics, label_set)
+    changed, shared = changed_answers(before, after, names, label_set)
     if not shared:
         raise ValueError("the two prediction files share no clip_id: compare two runs on the same clips")
     deltas = [(b.action_f1 + b.reason_f1 - a.action_f1 - a.reason_f1) / 2 for _, a, b in changed]

@@ -1,8 +1,9 @@
-"""The driving decision: BDD-OIA's action and reason vocabularies, the output JSON format, parsing.
+"""The driving decision: the output JSON format and its parsing, over a label set (BDD-OIA's by default).
 
 Everything that reads or writes a model's answer (prompts, SFT targets, rewards, metrics) goes through
-this module, so the vocabulary and the JSON format have one definition. The JSON Schema shipped beside
-it (``decision.schema.json``) is the machine-readable form of the same format.
+this module, so the JSON format has one definition; the vocabularies are data (:mod:`vlmrl_trl.labels`), and
+the functions here take a ``labels`` :class:`~vlmrl_trl.labels.LabelSet`. The JSON Schema shipped beside it
+(``decision.schema.json``) is the machine-readable form of the format with BDD-OIA's ids.
 """
 
 from __future__ import annotations
@@ -17,87 +18,29 @@ from typing import Any, Literal
 
 import jsonschema
 
-SCHEMA_FILE = "decision.schema.json"
+from .labels import BDDOIA, SCHEMA_FILE, Action, LabelSet, Reason
 
-
-@dataclass(frozen=True)
-class Action:
-    """One of BDD-OIA's four action bits."""
-
-    bit: int
-    id: str
-    label: str
-
-
-@dataclass(frozen=True)
-class Reason:
-    """One of BDD-OIA's 21 explanation bits and the action it implies (``requires``) or rules out."""
-
-    bit: int
-    id: str
-    label: str
-    action: str
-    effect: Literal["requires", "forbids"]
-
-
-# Bit order as in the released label files (see ../shared/bddoia-labels/README.md), not the paper's table.
-ACTIONS: tuple[Action, ...] = (
-    Action(0, "move_forward", "move forward"),
-    Action(1, "stop", "stop/slow down"),
-    Action(2, "turn_left", "turn left (or change to the left lane)"),
-    Action(3, "turn_right", "turn right (or change to the right lane)"),
-)
-
-REASONS: tuple[Reason, ...] = (
-    Reason(0, "follow_traffic", "follow traffic", "move_forward", "requires"),
-    Reason(1, "road_clear", "the road is clear", "move_forward", "requires"),
-    Reason(2, "green_light", "the traffic light is green", "move_forward", "requires"),
-    Reason(3, "obstacle_car", "obstacle: car", "stop", "requires"),
-    Reason(4, "obstacle_person", "obstacle: person/pedestrian", "stop", "requires"),
-    Reason(5, "obstacle_rider", "obstacle: rider", "stop", "requires"),
-    Reason(6, "obstacle_other", "obstacle: others", "stop", "requires"),
-    Reason(7, "red_light", "the traffic light is red", "stop", "requires"),
-    Reason(8, "traffic_sign", "traffic sign", "stop", "requires"),
-    Reason(9, "front_car_turning_left", "the front car is turning left", "turn_left", "requires"),
-    Reason(10, "on_left_turn_lane", "on the left-turn lane", "turn_left", "requires"),
-    Reason(11, "light_allows_left", "the traffic light allows turning left", "turn_left", "requires"),
-    Reason(12, "front_car_turning_right", "the front car is turning right", "turn_right", "requires"),
-    Reason(13, "on_right_turn_lane", "on the right-turn lane", "turn_right", "requires"),
-    Reason(14, "light_allows_right", "the traffic light allows turning right", "turn_right", "requires"),
-    Reason(15, "obstacle_left_lane", "obstacles on the left lane", "turn_left", "forbids"),
-    Reason(16, "no_left_lane", "no lane on the left", "turn_left", "forbids"),
-    Reason(17, "solid_left_line", "solid line on the left", "turn_left", "forbids"),
-    Reason(18, "obstacle_right_lane", "obstacles on the right lane", "turn_right", "forbids"),
-    Reason(19, "no_right_lane", "no lane on the right", "turn_right", "forbids"),
-    Reason(20, "solid_right_line", "solid line on the right", "turn_right", "forbids"),
-)
-
-ACTION_IDS: tuple[str, ...] = tuple(a.id for a in ACTIONS)
-REASON_IDS: tuple[str, ...] = tuple(r.id for r in REASONS)
-NUM_ACTIONS = len(ACTIONS)
-NUM_REASONS = len(REASONS)
+# BDD-OIA's vocabularies (``vlmrl_trl/label_sets/bddoia.json``), bit order as in the released label files.
+ACTIONS: tuple[Action, ...] = BDDOIA.actions
+REASONS: tuple[Reason, ...] = BDDOIA.reasons
+ACTION_IDS: tuple[str, ...] = BDDOIA.action_ids
+REASON_IDS: tuple[str, ...] = BDDOIA.reason_ids
+NUM_ACTIONS = BDDOIA.num_actions
+NUM_REASONS = BDDOIA.num_reasons
 FIELDS: tuple[str, ...] = ("scene", "actions", "reasons")
 
 
 @cache
 def decision_json_schema() -> dict[str, Any]:
-    """The shipped JSON Schema of a decision, checked once against the vocabularies above."""
+    """The shipped JSON Schema of a BDD-OIA decision, checked once against BDD-OIA's label set."""
     schema = json.loads(resources.files("vlmrl_trl").joinpath(SCHEMA_FILE).read_text(encoding="utf-8"))
     props = schema["properties"]
     if (
         tuple(props["actions"]["items"]["enum"]) != ACTION_IDS
         or tuple(props["reasons"]["items"]["enum"]) != REASON_IDS
     ):
-        raise RuntimeError(f"{SCHEMA_FILE} and vlmrl_trl.schema disagree on the action/reason ids")
+        raise RuntimeError(f"{SCHEMA_FILE} and the bddoia label set disagree on the action/reason ids")
     return schema
-
-
-@cache
-def _validator() -> jsonschema.protocols.Validator:
-    schema = decision_json_schema()
-    cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
-    return cls(schema)
 
 
 @dataclass(frozen=True)
@@ -108,13 +51,13 @@ class Decision:
     actions: tuple[str, ...] = ()
     reasons: tuple[str, ...] = ()
 
-    def action_bits(self) -> list[int]:
-        """The 4-bit BDD-OIA action vector of this decision."""
-        return ids_to_bits(self.actions, ACTION_IDS)
+    def action_bits(self, labels: LabelSet = BDDOIA) -> list[int]:
+        """The action vector of this decision over ``labels`` (4 bits for BDD-OIA)."""
+        return ids_to_bits(self.actions, labels.action_ids)
 
-    def reason_bits(self) -> list[int]:
-        """The 21-bit BDD-OIA reason vector of this decision."""
-        return ids_to_bits(self.reasons, REASON_IDS)
+    def reason_bits(self, labels: LabelSet = BDDOIA) -> list[int]:
+        """The reason vector of this decision over ``labels`` (21 bits for BDD-OIA)."""
+        return ids_to_bits(self.reasons, labels.reason_ids)
 
     def to_dict(self) -> dict[str, Any]:
         return {"scene": self.scene, "actions": list(self.actions), "reasons": list(self.reasons)}
@@ -124,9 +67,11 @@ class Decision:
         return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
-    def from_bits(cls, action_bits: Sequence[int], reason_bits: Sequence[int], scene: str = "") -> Decision:
-        """Build a decision from BDD-OIA label vectors (4 and 21 bits)."""
-        return cls(scene, bits_to_ids(action_bits, ACTION_IDS), bits_to_ids(reason_bits, REASON_IDS))
+    def from_bits(
+        cls, action_bits: Sequence[int], reason_bits: Sequence[int], scene: str = "", labels: LabelSet = BDDOIA
+    ) -> Decision:
+        """Build a decision from label vectors over ``labels`` (BDD-OIA: 4 and 21 bits)."""
+        return cls(scene, bits_to_ids(action_bits, labels.action_ids), bits_to_ids(reason_bits, labels.reason_ids))
 
 
 FailureKind = Literal["empty", "no_json", "invalid_json", "schema", "unknown_id"]
@@ -186,9 +131,10 @@ def extract_json_object(text: str) -> ExtractedJSON | ParseFailure:
     return ParseFailure("invalid_json", first_error)
 
 
-def validate_decision_obj(obj: Any) -> Decision | ParseFailure:
-    """Check a decoded JSON value against the shipped schema; the violation reported names its JSON path."""
-    errors = schema_errors(obj)
+def validate_decision_obj(obj: Any, labels: LabelSet = BDDOIA) -> Decision | ParseFailure:
+    """Check a decoded JSON value against the decision schema of ``labels``; the violation reported names its
+    JSON path."""
+    errors = schema_errors(obj, labels)
     if errors:
         # Structure outranks vocabulary: a non-string item (``1``) fails ``type`` and ``enum``; it is a type error.
         structural = [e for e in errors if e.validator != "enum"]
@@ -198,17 +144,18 @@ def validate_decision_obj(obj: Any) -> Decision | ParseFailure:
     return Decision(obj["scene"], tuple(obj["actions"]), tuple(obj["reasons"]))
 
 
-def schema_errors(obj: Any) -> list[jsonschema.ValidationError]:
-    """Every violation of the shipped schema by a decoded JSON value (empty when valid), for graded checks."""
-    return list(_validator().iter_errors(obj))
+def schema_errors(obj: Any, labels: LabelSet = BDDOIA) -> list[jsonschema.ValidationError]:
+    """Every violation of the decision schema of ``labels`` by a decoded JSON value (empty when valid), for
+    graded checks."""
+    return list(labels.validator.iter_errors(obj))
 
 
-def parse_decision(text: str) -> Decision | ParseFailure:
-    """Parse a model output into a :class:`Decision`, or say why it is not one. Never raises."""
+def parse_decision(text: str, labels: LabelSet = BDDOIA) -> Decision | ParseFailure:
+    """Parse a model output into a :class:`Decision` over ``labels``, or say why it is not one. Never raises."""
     found = extract_json_object(text)
     if isinstance(found, ParseFailure):
         return found
-    return validate_decision_obj(found.obj)
+    return validate_decision_obj(found.obj, labels)
 
 
 def ids_to_bits(ids: Sequence[str], vocabulary: Sequence[str]) -> list[int]:
@@ -231,22 +178,19 @@ def bits_to_ids(bits: Sequence[int], vocabulary: Sequence[str]) -> tuple[str, ..
     return tuple(name for name, b in zip(vocabulary, bits, strict=True) if b)
 
 
-def render_decision(action_bits: Sequence[int], reason_bits: Sequence[int], scene: str = "") -> str:
+def render_decision(
+    action_bits: Sequence[int], reason_bits: Sequence[int], scene: str = "", labels: LabelSet = BDDOIA
+) -> str:
     """The target JSON text for a labelled clip (SFT completions)."""
-    return Decision.from_bits(action_bits, reason_bits, scene).to_json()
+    return Decision.from_bits(action_bits, reason_bits, scene, labels).to_json()
 
 
-def reason_action_conflicts(decision: Decision) -> list[str]:
+def reason_action_conflicts(decision: Decision, labels: LabelSet = BDDOIA) -> list[str]:
     """Reasons that contradict the decision's actions: a ``requires`` reason whose action is missing,
     or a ``forbids`` reason whose action is present (e.g. ``solid_left_line`` with ``turn_left``)."""
-    by_id = {r.id: r for r in REASONS}
-    actions = set(decision.actions)
-    return [rid for rid in decision.reasons if (by_id[rid].effect == "requires") != (by_id[rid].action in actions)]
+    return labels.conflicts(decision.actions, decision.reasons)
 
 
-def describe_format() -> str:
+def describe_format(labels: LabelSet = BDDOIA) -> str:
     """One line naming the JSON fields and the allowed ids, for instruction prompts."""
-    return (
-        'Answer with one JSON object {"scene": "<what you see>", "actions": [...], "reasons": [...]} '
-        f"using actions from {', '.join(ACTION_IDS)} and reasons from {', '.join(REASON_IDS)}."
-    )
+    return labels.describe_format()

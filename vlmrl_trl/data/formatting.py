@@ -5,7 +5,7 @@ one ``{"type": "image"}`` placeholder per frame, which TRL fills with the images
 (``trl.data_utils.prepare_multimodal_messages``) before the processor's chat template renders them.
 Prompt modes:
 
-* ``instruction``: the frames, then a short instruction naming the JSON fields and ids;
+* ``instruction``: the frames, then a short instruction naming the JSON fields and the label set's ids;
 * ``frames_only``: the frames and no text at all (the method's Stage 1: describe the video unprompted).
 """
 
@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..schema import describe_format, render_decision
+from ..labels import BDDOIA, LabelSet
+from ..schema import render_decision
 
 if TYPE_CHECKING:
     import datasets
@@ -21,10 +22,17 @@ if TYPE_CHECKING:
 PromptMode = Literal["instruction", "frames_only"]
 SFTTarget = Literal["decision", "scene"]
 PROMPT_MODES: tuple[str, ...] = ("instruction", "frames_only")
-INSTRUCTION = (
-    "The images are consecutive dashcam frames, oldest first. Describe the scene and decide what the car may do. "
-    + describe_format()
-)
+
+
+def instruction(labels: LabelSet = BDDOIA) -> str:
+    """The task text of ``instruction`` prompts, naming the ids of ``labels``."""
+    return (
+        "The images are consecutive dashcam frames, oldest first. Describe the scene and decide what the car may do. "
+        + labels.describe_format()
+    )
+
+
+INSTRUCTION = instruction(BDDOIA)
 
 
 def _check_mode(prompt_mode: str) -> None:
@@ -32,18 +40,26 @@ def _check_mode(prompt_mode: str) -> None:
         raise ValueError(f"prompt_mode must be one of {PROMPT_MODES}, got {prompt_mode!r}")
 
 
-def build_prompt(num_frames: int, prompt_mode: PromptMode = "instruction") -> list[dict[str, Any]]:
+def build_prompt(
+    num_frames: int, prompt_mode: PromptMode = "instruction", labels: LabelSet = BDDOIA
+) -> list[dict[str, Any]]:
     """The user turn for a clip of ``num_frames`` frames: image placeholders, then the instruction if any."""
     _check_mode(prompt_mode)
     if num_frames < 1:
         raise ValueError(f"a clip needs at least one frame, got num_frames={num_frames}")
     content: list[dict[str, Any]] = [{"type": "image"} for _ in range(num_frames)]
     if prompt_mode == "instruction":
-        content.append({"type": "text", "text": INSTRUCTION})
+        content.append({"type": "text", "text": instruction(labels)})
     return [{"role": "user", "content": content}]
 
 
-def sft_target(actions: list[int], reasons: list[int], scene: str | None, target: SFTTarget = "decision") -> str:
+def sft_target(
+    actions: list[int],
+    reasons: list[int],
+    scene: str | None,
+    target: SFTTarget = "decision",
+    labels: LabelSet = BDDOIA,
+) -> str:
     """The text the model learns to write: the decision JSON (scene included) or the scene description alone."""
     if target == "scene":
         if not scene:
@@ -51,17 +67,21 @@ def sft_target(actions: list[int], reasons: list[int], scene: str | None, target
         return scene
     if target != "decision":
         raise ValueError(f"target must be 'decision' or 'scene', got {target!r}")
-    return render_decision(actions, reasons, scene or "")
+    return render_decision(actions, reasons, scene or "", labels)
 
 
 def _require(ds: datasets.Dataset, columns: tuple[str, ...]) -> None:
     missing = [c for c in columns if c not in ds.column_names]
     if missing:
-        raise ValueError(f"the dataset lacks columns {missing}; expected a dataset from load_bddoia")
+        raise ValueError(f"the dataset lacks columns {missing}; expected clips from vlmrl_trl.data.load_clips")
 
 
 def to_sft_dataset(
-    ds: datasets.Dataset, prompt_mode: PromptMode = "instruction", *, target: SFTTarget = "decision"
+    ds: datasets.Dataset,
+    prompt_mode: PromptMode = "instruction",
+    *,
+    target: SFTTarget = "decision",
+    labels: LabelSet = BDDOIA,
 ) -> datasets.Dataset:
     """Conversational prompt/completion rows for ``trl.SFTTrainer``: columns ``prompt``, ``completion``,
     ``images``, ``clip_id``. The completion is ``render_decision`` of the labels with the clip's description as
@@ -70,9 +90,9 @@ def to_sft_dataset(
     _require(ds, ("clip_id", "images", "num_frames", "actions", "reasons", "scene"))
 
     def convert(num_frames: int, actions: list[int], reasons: list[int], scene: str | None) -> dict[str, Any]:
-        text = sft_target(actions, reasons, scene, target)
+        text = sft_target(actions, reasons, scene, target, labels)
         return {
-            "prompt": build_prompt(num_frames, prompt_mode),
+            "prompt": build_prompt(num_frames, prompt_mode, labels),
             "completion": [{"role": "assistant", "content": [{"type": "text", "text": text}]}],
         }
 
@@ -85,14 +105,16 @@ def to_sft_dataset(
     )
 
 
-def to_rl_dataset(ds: datasets.Dataset, prompt_mode: PromptMode = "instruction") -> datasets.Dataset:
+def to_rl_dataset(
+    ds: datasets.Dataset, prompt_mode: PromptMode = "instruction", *, labels: LabelSet = BDDOIA
+) -> datasets.Dataset:
     """Prompt-only rows for ``trl.GRPOTrainer`` (or PPO): ``prompt``, ``images`` and the columns reward
     functions read (``actions``, ``reasons``, ``scene``, ``clip_id``, ``num_frames``)."""
     _check_mode(prompt_mode)
     _require(ds, ("clip_id", "images", "num_frames", "actions", "reasons", "scene"))
     keep = {"prompt", "images", "actions", "reasons", "scene", "clip_id", "num_frames"}
     return ds.map(
-        lambda n: {"prompt": build_prompt(n, prompt_mode)},
+        lambda n: {"prompt": build_prompt(n, prompt_mode, labels)},
         input_columns=["num_frames"],
         remove_columns=[c for c in ds.column_names if c not in keep],
         desc="RL prompts",

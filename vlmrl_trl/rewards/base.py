@@ -67,6 +67,23 @@ class RewardFunction:
         return f"{type(self).__name__}({self.name!r})"
 
 
+class WeightedMeanReward(RewardFunction):
+    """A reward in [0, 1] that is the weighted mean of its components in [0, 1] (R2, R3)."""
+
+    weights: dict[str, float]
+
+    def set_weights(self, options: Mapping[str, tuple[str, Any]]) -> None:
+        """Check and keep ``{component: (option name, weight)}``, in component order; weights summing to 0 are an
+        error naming the options."""
+        self.weights = {component: check_weight(option, value) for component, (option, value) in options.items()}
+        if sum(self.weights.values()) <= 0:
+            raise ValueError(f"options {', '.join(option for option, _ in options.values())} sum to 0")
+
+    def combine(self, components: Mapping[str, float]) -> float:
+        """The weighted mean of the components, in [0, 1]."""
+        return sum(weight * components[k] for k, weight in self.weights.items()) / sum(self.weights.values())
+
+
 @runtime_checkable
 class DenseReward(Protocol):
     """A reward that can also pay per token, as PPO's dense reward (``dense_clip_reward``) needs.

@@ -3,7 +3,8 @@
 For the first JSON object in the completion (``vlmrl_trl.schema.extract_json_object``):
 
 - ``json`` = 1 (a JSON object was found; no object at all scores R3 = 0),
-- ``schema`` = 0 when the shipped JSON Schema reports a structural violation (wrong type, a non-string id
+- ``schema`` = 0 when the decision JSON Schema (of the ``label_set`` option, BDD-OIA's by default) reports a
+  structural violation (wrong type, a non-string id
   included; missing or extra field), else max(0, 1 - ``id_penalty`` x (#unknown ids + #duplicate ids)),
   so 1 exactly when schema-valid,
 - ``complete`` = the fraction of the fields ``scene``, ``actions``, ``reasons`` present and non-empty
@@ -22,8 +23,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from ..labels import LabelSet, load_label_set
 from ..schema import FIELDS, ParseFailure, extract_json_object, schema_errors
-from .base import RewardFunction, check_weight, completion_text
+from .base import WeightedMeanReward, check_weight, completion_text
 
 COMPONENTS: tuple[str, ...] = ("json", "schema", "complete", "exclusive")
 ID_VALIDATORS = ("enum", "uniqueItems")  # the schema keywords an unknown or a repeated id violates
@@ -49,7 +51,7 @@ def field_filled(obj: dict[str, Any], name: str) -> bool:
     return isinstance(value, list) and bool(value)
 
 
-class StructureReward(RewardFunction):
+class StructureReward(WeightedMeanReward):
     """R3 of each completion; see the module docstring for the formula."""
 
     name = "structure"
@@ -62,24 +64,26 @@ class StructureReward(RewardFunction):
         complete_weight: float = 0.25,
         exclusive_weight: float = 0.25,
         id_penalty: float = 0.25,
+        label_set: str | LabelSet | None = None,
     ) -> None:
         super().__init__()
-        self.weights = {
-            "json": check_weight("json_weight", json_weight),
-            "schema": check_weight("schema_weight", schema_weight),
-            "complete": check_weight("complete_weight", complete_weight),
-            "exclusive": check_weight("exclusive_weight", exclusive_weight),
-        }
-        if sum(self.weights.values()) <= 0:
-            raise ValueError("options json_weight, schema_weight, complete_weight, exclusive_weight sum to 0")
+        self.set_weights(
+            {
+                "json": ("json_weight", json_weight),
+                "schema": ("schema_weight", schema_weight),
+                "complete": ("complete_weight", complete_weight),
+                "exclusive": ("exclusive_weight", exclusive_weight),
+            }
+        )
         self.id_penalty = check_weight("id_penalty", id_penalty, upper=1.0)
+        self.labels = load_label_set(label_set)
 
     def components(self, text: str) -> dict[str, float]:
         """The four terms of R3 for one completion text (all 0 when it holds no JSON object)."""
         found = extract_json_object(text)
         if isinstance(found, ParseFailure):
             return dict.fromkeys(COMPONENTS, 0.0)
-        errors = schema_errors(found.obj)
+        errors = schema_errors(found.obj, self.labels)
         if any(e.validator not in ID_VALIDATORS for e in errors):  # a structural violation ends the ladder here
             return {"json": 1.0, "schema": 0.0, "complete": 0.0, "exclusive": 0.0}
         return {
@@ -88,10 +92,6 @@ class StructureReward(RewardFunction):
             "complete": sum(field_filled(found.obj, name) for name in FIELDS) / len(FIELDS),
             "exclusive": float(found.alone),
         }
-
-    def combine(self, components: dict[str, float]) -> float:
-        """The weighted mean of the components, in [0, 1]."""
-        return sum(self.weights[k] * components[k] for k in COMPONENTS) / sum(self.weights.values())
 
     def score(self, text: str) -> float:
         """R3 of one completion text."""
