@@ -65,6 +65,13 @@ INTERNALS: tuple[Internal, ...] = (
     ),
     Internal(
         TRL_GRPO,
+        "_tokenize_prompts",
+        ("prompts",),
+        f"{GRPO_FILE}:1684",
+        "overridden for rows that carry their clip as video: returns (prompt_ids, images, multimodal_fields) as TRL's",
+    ),
+    Internal(
+        TRL_GRPO,
         "_prepare_inputs",
         ("generation_batch",),
         f"{GRPO_FILE}:1522",

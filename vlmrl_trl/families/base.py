@@ -21,6 +21,17 @@ from ..trainers.vision_cache import group_identical_rows
 PER_TOKEN_KEYS = frozenset({"token_type_ids", "mm_token_type_ids"})
 
 
+def _keeping_signature(original: Any, sharing: Any) -> Any:
+    """`sharing` as a function with `original`'s signature and name: `generate` reads it to pick the encoder's
+    inputs."""
+
+    @functools.wraps(original)
+    def shared(backbone: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        return sharing(backbone, *args, **kwargs)
+
+    return shared
+
+
 def take(values: Any, index: Sequence[int]) -> Any:
     """Items `index` of a per-row value: a tensor's rows or a list's items."""
     if isinstance(values, torch.Tensor):
@@ -32,13 +43,15 @@ class FamilyAdapter:
     """The family-specific part of sharing vision work; subclasses set the class attributes and override what differs.
 
     `visual_keys` are the per-sample visual inputs the layout knows (processor outputs other than `input_ids` and
-    `attention_mask`); a log-prob pass with any other input runs TRL's path. `packing_fallback` and
-    `prefill_fallback` say why a family cannot take that saving, or are None when it can.
+    `attention_mask`); a log-prob pass with any other input runs TRL's path. `video_keys` are those of a clip fed as
+    one video per row (empty: the family has no video path here). `packing_fallback` and `prefill_fallback` say why
+    a family cannot take that saving, or are None when it can.
     """
 
     name: ClassVar[str]
     backbones: ClassVar[tuple[type[nn.Module], ...]]
     visual_keys: ClassVar[frozenset[str]]
+    video_keys: ClassVar[frozenset[str]] = frozenset()
     packing_fallback: ClassVar[str | None] = None
     prefill_fallback: ClassVar[str | None] = None
 
@@ -81,23 +94,33 @@ class FamilyAdapter:
         """The backbone's `get_image_features`, encoding each distinct image (or clip) of the call once."""
         raise NotImplementedError
 
+    def shared_get_video_features(self, backbone: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        """The backbone's `get_video_features`, encoding each distinct video of the call once (families with
+        `video_keys`)."""
+        raise NotImplementedError
+
     def share_features(self, model: nn.Module) -> int:
-        """Bind the sharing `get_image_features` on every backbone instance inside `model` (not on its class, so
-        it holds under PEFT, DDP and DeepSpeed wrappers and survives `copy.deepcopy`); idempotent; returns how many
-        backbones share."""
+        """Bind the sharing `get_image_features` (and `get_video_features`, for a family with a video path) on every
+        backbone instance inside `model` (not on its class, so it holds under PEFT, DDP and DeepSpeed wrappers and
+        survives `copy.deepcopy`); idempotent; returns how many backbones share."""
+        methods = {"get_image_features": self.shared_get_image_features}
+        if self.video_keys:
+            methods["get_video_features"] = self.shared_get_video_features
         count = 0
         for module in model.modules():
             if isinstance(module, self.backbones):
-                original = type(module).get_image_features
-
-                # Keep the original's signature: `generate` reads it to pick the encoder's inputs.
-                @functools.wraps(original)
-                def shared(backbone: nn.Module, *args: Any, **kwargs: Any) -> Any:
-                    return self.shared_get_image_features(backbone, *args, **kwargs)
-
-                module.get_image_features = types.MethodType(shared, module)
+                for name, sharing in methods.items():
+                    shared = _keeping_signature(getattr(type(module), name), sharing)
+                    setattr(module, name, types.MethodType(shared, module))
                 count += 1
         return count
+
+    # Video -----------------------------------------------------------------------------------------------------
+
+    def video_processor_kwargs(self, fps: float, num_frames: int) -> dict[str, Any]:
+        """What the processor takes besides `videos` to read a clip's `num_frames` frames, `1/fps` s apart, as they
+        are: every frame kept (no resampling) and the frame rate known, so time positions are right."""
+        raise ValueError(f"{self.name} models have no video path here; use clip_input=images")
 
     # Positions -------------------------------------------------------------------------------------------------
 

@@ -1,6 +1,9 @@
 """Qwen2-VL, Qwen2.5-VL and Qwen3-VL: every image's patches flattened into one `pixel_values` of shape
 (total_patches, patch_dim), with `image_grid_thw` (images, 3) giving each image's patch grid, and 3-D M-RoPE
-positions (temporal, height, width) that `get_rope_index` computes from `mm_token_type_ids`."""
+positions (temporal, height, width) that `get_rope_index` computes from `mm_token_type_ids`.
+
+A clip fed as video lies the same way in `pixel_values_videos` / `video_grid_thw` (one video per row, two frames per
+temporal patch), with `second_per_grid_ts` (Qwen2.5-VL) or timestamps in the text (Qwen3-VL) carrying time."""
 
 from __future__ import annotations
 
@@ -22,7 +25,10 @@ class FlatPatchesAdapter(FamilyAdapter):
 
     name: ClassVar[str] = "qwen_vl"
     backbones: ClassVar[tuple[type[nn.Module], ...]] = (Qwen2VLModel, Qwen2_5_VLModel, Qwen3VLModel)
-    visual_keys: ClassVar[frozenset[str]] = frozenset({"pixel_values", "image_grid_thw", "mm_token_type_ids"})
+    video_keys: ClassVar[frozenset[str]] = frozenset({"pixel_values_videos", "video_grid_thw", "second_per_grid_ts"})
+    visual_keys: ClassVar[frozenset[str]] = (
+        frozenset({"pixel_values", "image_grid_thw", "mm_token_type_ids"}) | video_keys
+    )
     # What `get_image_features` returns per image: the merged features and, in Qwen3-VL, the deepstack layers'.
     feature_outputs: ClassVar[tuple[str, ...]] = ("pooler_output", "deepstack_features")
 
@@ -36,40 +42,59 @@ class FlatPatchesAdapter(FamilyAdapter):
             patches = [int(g.prod(-1).sum()) for g in images]
             rows["pixel_values"] = list(torch.split(visual["pixel_values"], patches))
             rows["image_grid_thw"] = images
+        if "pixel_values_videos" in visual:  # one video a row: grid rows are rows
+            grid = visual["video_grid_thw"]
+            rows["pixel_values_videos"] = list(torch.split(visual["pixel_values_videos"], grid.prod(-1).tolist()))
+            rows["video_grid_thw"] = list(grid.split(1))
         return rows
 
     def merge_rows(self, rows: dict[str, Any]) -> dict[str, Any]:
         merged = dict(rows)
-        for key in ("pixel_values", "image_grid_thw"):
+        for key in ("pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw"):
             if isinstance(rows.get(key), list):
                 merged[key] = torch.cat(rows[key])
         return merged
 
+    def _shared_features(self, method: str, backbone: nn.Module, pixels: torch.Tensor, grid: torch.Tensor, **kwargs):
+        """One vision-tower pass of `method` over the distinct images or videos of the call (the tower attends within
+        each one only, so its features do not depend on which others share the pass)."""
+        original = getattr(type(backbone), method)
+        items = list(torch.split(pixels, grid.prod(-1).tolist()))
+        first, inverse = group_identical_rows(list(grid), items)
+        if first.numel() == len(items):
+            return original(backbone, pixels, grid, **kwargs)
+        outputs = original(backbone, torch.cat([items[i] for i in first.tolist()]), grid[first], **kwargs)
+        return expand_outputs(outputs, self.feature_outputs, inverse)
+
     def shared_get_image_features(
         self, backbone: nn.Module, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor, **kwargs: Any
     ) -> Any:
-        """One vision-tower pass over the distinct images of the call (the tower attends within each image only,
-        so an image's features do not depend on which others share the pass)."""
-        original = type(backbone).get_image_features
-        images = list(torch.split(pixel_values, image_grid_thw.prod(-1).tolist()))
-        first, inverse = group_identical_rows(list(image_grid_thw), images)
-        if first.numel() == len(images):
-            return original(backbone, pixel_values, image_grid_thw, **kwargs)
-        distinct = first.tolist()
-        outputs = original(backbone, torch.cat([images[i] for i in distinct]), image_grid_thw[first], **kwargs)
-        return expand_outputs(outputs, self.feature_outputs, inverse)
+        return self._shared_features("get_image_features", backbone, pixel_values, image_grid_thw, **kwargs)
+
+    def shared_get_video_features(
+        self, backbone: nn.Module, pixel_values_videos: torch.Tensor, video_grid_thw: torch.Tensor, **kwargs: Any
+    ) -> Any:
+        return self._shared_features("get_video_features", backbone, pixel_values_videos, video_grid_thw, **kwargs)
+
+    def video_processor_kwargs(self, fps: float, num_frames: int) -> dict[str, Any]:
+        metadata = {"fps": fps, "total_num_frames": num_frames, "frames_indices": list(range(num_frames))}
+        # The per-frame pixel cap is the reference (qwen-vl-utils) behaviour, and transformers' future default.
+        return {"do_sample_frames": False, "video_metadata": [metadata], "cap_pixels_per_frame": True}
 
     def position_ids(
         self, model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, inputs: dict[str, Any]
     ) -> torch.Tensor:
         """The (3, rows, width) M-RoPE positions `get_rope_index` gives the rows, as the model's own forward does."""
-        if inputs.get("image_grid_thw") is None:
+        if inputs.get("image_grid_thw") is None and inputs.get("video_grid_thw") is None:
             return super().position_ids(model, input_ids, attention_mask, inputs).expand(3, -1, -1)
         types = inputs["mm_token_type_ids"]
         if types.size(1) < input_ids.size(1):  # prompt-only types: the completion is text
             types = torch.cat([types, types.new_zeros(types.size(0), input_ids.size(1) - types.size(1))], dim=1)
+        grids = {
+            key: inputs[key] for key in ("image_grid_thw", "video_grid_thw", "second_per_grid_ts") if key in inputs
+        }
         positions, _ = self.backbone(model).get_rope_index(
-            input_ids, mm_token_type_ids=types, image_grid_thw=inputs["image_grid_thw"], attention_mask=attention_mask
+            input_ids, mm_token_type_ids=types, attention_mask=attention_mask, **grids
         )
         return positions
 

@@ -22,6 +22,14 @@ from trl.trainer.utils import pad, split_tensor_dict
 from .. import compat
 from ..checkpoints import CheckpointError, CompleteCheckpoints
 from ..families import FamilyAdapter, adapter_for
+from .clip_video import (
+    VIDEO_COLUMN,
+    clip_videos,
+    has_video_column,
+    padded_video_inputs,
+    tokenize_video_prompts,
+    widen_per_token,
+)
 from .prompt_packing import pack_shared_prompts
 from .vision_cache import memoized_image_processing
 
@@ -143,6 +151,15 @@ class VLMGRPOTrainer(CompleteCheckpoints, GRPOTrainer):
         self.group_clips = False
         self.pack_prompts = False
         self.adapter = adapter_for(self.model)
+        self._video_rows: list[tuple[list[Any], float]] | None = None  # the clips of the rollout being tokenized
+        self._carried_inputs: dict[str, Any] | None = None  # video inputs TRL's code does not pass along
+        self.clip_video = has_video_column(self.train_dataset)
+        if self.clip_video and (self.adapter is None or not self.adapter.video_keys):
+            family = type(self.model).__name__ if self.adapter is None else self.adapter.name
+            raise ValueError(
+                f"the training rows carry their clips as video (a {VIDEO_COLUMN!r} column), but {family} models "
+                "have no video path here; use clip_input=images"
+            )
         if not getattr(self.args, "deduplicate_vision", True):
             logger.info("VLMGRPOTrainer: `deduplicate_vision=False`, running TRL's GRPO path.")
             return
@@ -185,12 +202,16 @@ class VLMGRPOTrainer(CompleteCheckpoints, GRPOTrainer):
         return True
 
     def _prepare_inputs(self, generation_batch: dict[str, Any]) -> dict[str, Any]:
-        """TRL's buffering of a generation batch into micro-batches, shuffled by clip when `group_clips` is set."""
-        if not (self.group_clips and self.model.training):
+        """TRL's buffering of a generation batch into micro-batches, shuffled by clip when `group_clips` is set (and
+        split by the family adapter when rows carry video, whose inputs TRL's split does not know)."""
+        if not ((self.group_clips or self.clip_video) and self.model.training):
             return super()._prepare_inputs(generation_batch)
         if self._step % (self.args.steps_per_generation * self.num_iterations) == 0 or self._buffered_inputs is None:
             batch = self._generate_and_score_completions(generation_batch)
-            permutation = clip_grouped_permutation(batch, self.adapter)
+            if self.group_clips:
+                permutation = clip_grouped_permutation(batch, self.adapter)
+            else:  # TRL's row shuffle (`shuffle_sequence_dict`), the same draw
+                permutation = torch.randperm(batch["prompt_ids"].size(0))
             visual = visual_inputs(self.adapter, batch)
             batch = {**batch, **self.adapter.split_rows(visual, batch.get("num_images"))}
             chunks = split_tensor_dict(permute_rows(batch, permutation), self.args.steps_per_generation)
@@ -221,12 +242,10 @@ class VLMGRPOTrainer(CompleteCheckpoints, GRPOTrainer):
 
     def _packs_prompts(self, compute_aux_loss: bool, inputs: dict[str, Any]) -> bool:
         """Whether this log-prob pass can score the completions of a shared prompt in one packed sequence."""
+        if not self.pack_prompts or compute_aux_loss:
+            return False
         known = self.adapter.visual_keys | {"num_images"}
-        return (
-            self.pack_prompts
-            and not compute_aux_loss
-            and all(value is None for key, value in inputs.items() if key not in known)
-        )
+        return all(value is None for key, value in inputs.items() if key not in known)
 
     def _get_per_token_logps_and_entropies(
         self,
@@ -241,7 +260,20 @@ class VLMGRPOTrainer(CompleteCheckpoints, GRPOTrainer):
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """TRL's log-prob pass, in which the rows of a chunk that share their prompt and frames run as one packed
         sequence (`prompt_packing`): the prompt goes through the model once, whatever the number of completions."""
+        inputs = self._with_carried_inputs(inputs)
+        video = self._has_video(inputs)
         if not self._packs_prompts(compute_aux_loss, inputs):
+            if video:
+                return self._rowwise_logps_and_entropies(
+                    model,
+                    input_ids,
+                    attention_mask,
+                    logits_to_keep,
+                    batch_size,
+                    compute_entropy,
+                    compute_aux_loss,
+                    inputs,
+                )
             return super()._get_per_token_logps_and_entropies(
                 model,
                 input_ids,
@@ -266,7 +298,11 @@ class VLMGRPOTrainer(CompleteCheckpoints, GRPOTrainer):
                 [chunk_ids[:, :prompt_width], chunk_mask[:, :prompt_width]], chunk, chunk_images
             )
             ends_with_image = bool((chunk_ids[:, prompt_width - 1] == self.model.config.image_token_id).any())
-            if first.numel() == inverse.numel() or ends_with_image:
+            if (first.numel() == inverse.numel() or ends_with_image) and video:
+                chunk_logps, chunk_entropies, _ = self._rowwise_logps_and_entropies(
+                    model, chunk_ids, chunk_mask, logits_to_keep, None, compute_entropy, False, chunk
+                )
+            elif first.numel() == inverse.numel() or ends_with_image:
                 chunk_logps, chunk_entropies, _ = super()._get_per_token_logps_and_entropies(
                     model,
                     chunk_ids,
@@ -283,6 +319,56 @@ class VLMGRPOTrainer(CompleteCheckpoints, GRPOTrainer):
             logps.append(chunk_logps)
             entropies.append(chunk_entropies)
         return torch.cat(logps), torch.cat(entropies) if compute_entropy else None, None
+
+    def _with_carried_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """`inputs` plus the video inputs of the batch being scored, when TRL's caller could not pass them."""
+        carried = self._carried_inputs
+        if not carried or any(inputs.get(key) is not None for key in self.adapter.video_keys):
+            return inputs
+        return {**inputs, **carried}
+
+    def _has_video(self, inputs: dict[str, Any]) -> bool:
+        return self.adapter is not None and any(inputs.get(key) is not None for key in self.adapter.video_keys)
+
+    def _rowwise_logps_and_entropies(
+        self,
+        model: nn.Module,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        logits_to_keep: int,
+        batch_size: int | None,
+        compute_entropy: bool,
+        compute_aux_loss: bool,
+        inputs: dict[str, Any],
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """TRL's chunked log-prob pass (`GRPOTrainer._get_per_token_logps_and_entropies`, one row per completion)
+        for visual inputs its signature does not take (video)."""
+        num_images = inputs.get("num_images")
+        visual = {key: value for key, value in inputs.items() if key != "num_images" and value is not None}
+        batch_size = batch_size or input_ids.size(0)
+        logps, entropies, aux_losses = [], [], []
+        for start in range(0, input_ids.size(0), batch_size):
+            rows = list(range(start, min(start + batch_size, input_ids.size(0))))
+            chunk_ids, chunk_mask = input_ids[rows], attention_mask[rows]
+            labels = chunk_ids.masked_fill(chunk_mask == 0, -100)
+            labels[:, :-logits_to_keep] = -100
+            chunk = widen_per_token(self.adapter.select_rows(visual, num_images, rows), chunk_ids.size(1))
+            if compute_aux_loss:
+                chunk["output_router_logits"] = True
+            with self.accelerator.autocast():
+                outputs = model(
+                    input_ids=chunk_ids, attention_mask=chunk_mask, labels=labels, fused_lm_head=True, **chunk
+                )
+            logps.append(outputs.log_probs[:, -logits_to_keep:])
+            if compute_entropy:
+                entropies.append(outputs.entropy[:, -logits_to_keep:])
+            if compute_aux_loss:
+                aux_losses.append(outputs.aux_loss)
+        return (
+            torch.cat(logps),
+            torch.cat(entropies) if compute_entropy else None,
+            torch.stack(aux_losses).mean() if compute_aux_loss else None,
+        )
 
     @profiling_decorator
     def _packed_logps_and_entropies(
@@ -323,11 +409,52 @@ class VLMGRPOTrainer(CompleteCheckpoints, GRPOTrainer):
         return packed.unpack(outputs.log_probs), packed.unpack(outputs.entropy) if compute_entropy else None
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
-        """TRL's rollout, with the processor preprocessing each distinct clip of the batch once."""
-        if not self.share_vision:
-            return super()._generate_and_score_completions(inputs)
-        with memoized_image_processing(self.processing_class, self.adapter.select_rows):
-            return super()._generate_and_score_completions(inputs)
+        """TRL's rollout, with the processor preprocessing each distinct clip of the batch once; rows that carry their
+        clip as video are tokenized with the processor's video path and keep their video inputs in the output."""
+        self._video_rows = clip_videos(inputs)
+        try:
+            if not self.share_vision:
+                output = super()._generate_and_score_completions(inputs)
+            else:
+                with memoized_image_processing(self.processing_class, self.adapter.select_rows):
+                    output = super()._generate_and_score_completions(inputs)
+            if self._carried_inputs is not None:
+                width = output["prompt_ids"].size(1) + output["completion_ids"].size(1)
+                output.update(widen_per_token(self._carried_inputs, width))
+            return output
+        finally:
+            self._video_rows = self._carried_inputs = None
+
+    def _tokenize_prompts(self, prompts: list) -> tuple[list[list[int]], list | None, dict[str, Any]]:
+        """TRL's prompt tokenization, or for rows that carry video, the processor's video path (TRL has none); the
+        video inputs are kept for the rollout's log-prob passes, which TRL's code calls without them."""
+        if self._video_rows is None:
+            return super()._tokenize_prompts(prompts)
+        texts = [
+            self.processing_class.apply_chat_template(
+                prompt,
+                chat_template=self.chat_template,
+                add_generation_prompt=True,
+                tokenize=False,
+                **self.chat_template_kwargs,
+            )
+            for prompt in prompts
+        ]
+        prompt_ids, fields = tokenize_video_prompts(
+            self.processing_class, self.adapter, texts, self._video_rows, share=self.share_vision
+        )
+        self._carried_inputs = self._prepare_input(padded_video_inputs(fields, self.pad_to_multiple_of))
+        return prompt_ids, None, fields
+
+    def _compute_loss(self, model: nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
+        """TRL's loss; a micro-batch's video inputs reach the log-prob pass, which TRL calls with image inputs only."""
+        if not self._has_video(inputs):
+            return super()._compute_loss(model, inputs)
+        self._carried_inputs = {key: inputs[key] for key in self.adapter.visual_keys if inputs.get(key) is not None}
+        try:
+            return super()._compute_loss(model, inputs)
+        finally:
+            self._carried_inputs = None
 
     def _shares_prefill(self, multimodal_fields: dict[str, Any], has_tool_images: bool) -> bool:
         """Whether generation can start from a shared prefill: transformers' sampling with a dynamic cache, one

@@ -64,7 +64,7 @@ def group_identical_rows(*columns: torch.Tensor | Sequence[torch.Tensor]) -> tup
     )
 
 
-def _image_digest(image: Any) -> tuple[Any, ...]:
+def frame_digest(image: Any) -> tuple[Any, ...]:
     """Content key of one frame: its pixel bytes plus what gives them meaning (mode, size, palette, dtype, shape)."""
     if isinstance(image, Image.Image):
         palette = image.getpalette() if image.mode == "P" else None
@@ -118,7 +118,7 @@ class MemoizedImageProcessor:
     def __call__(self, images: Any = None, **kwargs: Any) -> BatchFeature:
         if not _is_clip_batch(images):
             return self.wrapped(images, **kwargs)
-        keys = [tuple(_image_digest(frame) for frame in clip) for clip in images]
+        keys = [tuple(frame_digest(frame) for frame in clip) for clip in images]
         first: dict[tuple[Any, ...], int] = {}
         for row, key in enumerate(keys):
             first.setdefault(key, row)

@@ -1,0 +1,112 @@
+"""Clips as video in GRPO on the tiny Qwen families: every saving kept, exact against the same trainer with sharing,
+packing and clip grouping off (stock TRL has no video GRPO to compare with)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from datasets import Dataset
+from grpo_helpers import FrameCounter, GradientRecorder, assert_gradients_close, frame, make_trainer
+
+from vlmrl_trl.tiny import build_tiny_model
+from vlmrl_trl.trainers import VLMGRPOTrainer
+
+VIDEO_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
+OFF = dict(deduplicate_vision=False)
+
+
+@pytest.fixture(scope="module", params=VIDEO_FAMILIES)
+def model_dir(request, tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp(request.param) / "model", request.param)
+
+
+def video_rows(frame_counts: tuple[int, ...] = (4, 2, 4, 2)) -> Dataset:
+    """RL rows carrying their clip as video: one video entry in the prompt, the frames in `video`, 2 fps."""
+    prompt = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "What now?"}]}]
+    return Dataset.from_list(
+        [
+            {"prompt": prompt, "video": [frame(10 * row + i) for i in range(count)], "fps": 2.0}
+            for row, count in enumerate(frame_counts)
+        ]
+    )
+
+
+def log_prob_pass(trainer: VLMGRPOTrainer, output: dict[str, Any]) -> tuple[torch.Tensor, dict]:
+    """Loss-pass log-probs of a rollout in chunks of 3 rows (cutting through the groups) and their gradients."""
+    logps, _, _ = trainer._get_per_token_logps_and_entropies(
+        trainer.model,
+        torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1),
+        torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1),
+        output["completion_ids"].size(1),
+        batch_size=3,
+        **{key: output[key] for key in trainer.adapter.visual_keys if key in output},
+    )
+    (logps * output["completion_mask"]).sum().backward()
+    grads = {name: p.grad.clone() for name, p in trainer.model.named_parameters() if p.grad is not None}
+    return logps.detach(), grads
+
+
+@pytest.mark.slow
+def test_video_rollout_and_log_probs_match_the_unshared_trainer_with_fewer_frames(model_dir, tmp_path):
+    settings = dict(num_iterations=2, beta=0.1, gradient_accumulation_steps=2, num_generations=4)
+    runs = []
+    for name, extra in (("reference", OFF), ("shared", {})):
+        trainer = make_trainer(VLMGRPOTrainer, model_dir, video_rows(), tmp_path / name, **settings, **extra)
+        trainer.model.train()
+        counter = FrameCounter(trainer.model)
+        output = trainer._generate_and_score_completions(next(iter(trainer.get_train_dataloader())))
+        logps, grads = log_prob_pass(trainer, output)
+        runs.append((trainer, output, logps, grads, counter.frames))
+    (_, reference, reference_logps, reference_grads, reference_frames) = runs[0]
+    (trainer, shared, logps, grads, frames) = runs[1]
+    assert trainer.share_vision and trainer.pack_prompts
+    assert "pixel_values_videos" in shared and "pixel_values" not in shared
+    assert torch.equal(shared["completion_ids"], reference["completion_ids"])
+    mask = reference["completion_mask"].bool()
+    for key in ("old_per_token_logps", "ref_per_token_logps"):
+        torch.testing.assert_close(shared[key][mask], reference[key][mask], rtol=0, atol=1e-5)
+    torch.testing.assert_close(logps[mask], reference_logps[mask], rtol=0, atol=1e-5)
+    assert_gradients_close(reference_grads, grads)
+    assert 0 < frames <= reference_frames / 2
+
+
+@pytest.mark.slow
+def test_video_training_matches_the_unshared_trainer(model_dir, tmp_path):
+    settings = dict(num_iterations=2, beta=0.1, gradient_accumulation_steps=2, num_generations=4)
+    runs = []
+    for name, extra in (("reference", OFF), ("shared", {})):
+        recorder = GradientRecorder()
+        trainer = make_trainer(
+            VLMGRPOTrainer, model_dir, video_rows(), tmp_path / name, callbacks=[recorder], **settings, **extra
+        )
+        counter = FrameCounter(trainer.model)
+        trainer.train()
+        runs.append((recorder.steps, counter.frames))
+    (reference_steps, reference_frames), (shared_steps, shared_frames) = runs
+    assert len(shared_steps) == len(reference_steps) == 2
+    for reference, shared in zip(reference_steps, shared_steps, strict=True):
+        assert_gradients_close(reference, shared)
+    assert shared_frames < reference_frames
+
+
+def test_a_family_without_a_video_path_refuses_video_rows(tmp_path):
+    model_dir = build_tiny_model(tmp_path / "llava", "llava")
+    with pytest.raises(ValueError, match="no video path here; use clip_input=images"):
+        make_trainer(VLMGRPOTrainer, model_dir, video_rows(), tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_shared_prefill_samples_the_same_video_completions(model_dir, tmp_path):
+    completions, frames = [], []
+    for name, extra in (("reference", OFF), ("shared", {})):
+        trainer = make_trainer(VLMGRPOTrainer, model_dir, video_rows(), tmp_path / name, fixed=False, **extra)
+        counter = FrameCounter(trainer.model)
+        torch.manual_seed(0)
+        batch = trainer._generate_and_score_completions(next(iter(trainer.get_train_dataloader())))
+        completions.append(batch["completion_ids"])
+        frames.append(counter.frames)
+    assert torch.equal(completions[0], completions[1])
+    assert frames[1] < frames[0]

@@ -1,0 +1,119 @@
+"""Clips as video in GRPO: TRL 1.16's `GRPOTrainer` takes no video input (TRL issue #4144), so the trainers carry it.
+
+A row whose `video` column holds the clip's frames (one video a row, oldest frame first, `fps` column or
+`DEFAULT_FPS`) and whose prompt has one `{"type": "video"}` entry is tokenized here with the processor's video path:
+the family's video processor reads every frame as it is, at the clip's frame rate, so time positions are right.
+`VLMGRPOTrainer` hands the resulting video inputs to generation and to every log-prob pass itself, since TRL's code
+passes only image inputs along.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from trl.trainer.utils import pad
+
+from ..data.frames import DEFAULT_FPS
+from ..families import FamilyAdapter
+from ..families.base import PER_TOKEN_KEYS
+from .vision_cache import frame_digest
+
+VIDEO_COLUMN = "video"
+FPS_COLUMN = "fps"
+
+
+def has_video_column(dataset: Any) -> bool:
+    """Whether a training dataset's rows carry their clip as a video (a `video` column)."""
+    names = getattr(dataset, "column_names", None)
+    if names is None:  # an IterableDataset without resolved features
+        features = getattr(dataset, "features", None)
+        names = list(features) if features is not None else []
+    return VIDEO_COLUMN in names
+
+
+def clip_videos(inputs: Sequence[dict[str, Any]]) -> list[tuple[list[Any], float]] | None:
+    """Each row's (frames, fps), or None when the rows carry no `video` column."""
+    if not inputs or VIDEO_COLUMN not in inputs[0]:
+        return None
+    videos = []
+    for row, example in enumerate(inputs):
+        frames = example[VIDEO_COLUMN]
+        if not isinstance(frames, (list, tuple)) or not frames:
+            raise ValueError(f"row {row} of column {VIDEO_COLUMN!r} holds no frames (a list of images)")
+        videos.append((list(frames), float(example.get(FPS_COLUMN) or DEFAULT_FPS)))
+    return videos
+
+
+def _row_key(text: str, frames: list[Any], fps: float) -> tuple[Any, ...]:
+    """Content key of one row's prompt: its text, every frame's pixels and the frame rate."""
+    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+    return (digest, fps, tuple(frame_digest(frame) for frame in frames))
+
+
+def tokenize_video_prompts(
+    processor: Any,
+    adapter: FamilyAdapter,
+    texts: Sequence[str],
+    videos: Sequence[tuple[list[Any], float]],
+    *,
+    share: bool,
+) -> tuple[list[list[int]], dict[str, Any]]:
+    """Prompt token ids and video inputs of rendered prompts `texts` with their clips, as TRL's `_tokenize_prompts`
+    returns them (per-token inputs as one list a row). With `share`, each distinct (text, clip) is processed once
+    and its outputs given to every row that has it; each is processed alone either way, so both give equal inputs."""
+    keys = [_row_key(text, frames, fps) for text, (frames, fps) in zip(texts, videos, strict=True)]
+    first: dict[tuple[Any, ...], int] = {}
+    for row, key in enumerate(keys):
+        first.setdefault(key, row)
+    rows = list(first.values()) if share else list(range(len(texts)))
+    processed = []
+    for row in rows:
+        frames, fps = videos[row]
+        out = processor(
+            text=[texts[row]],
+            videos=[frames],
+            return_tensors="pt",
+            **adapter.video_processor_kwargs(fps, len(frames)),
+        )
+        processed.append(out)
+    position = {row: index for index, row in enumerate(rows)}
+    source = [position[first[key]] if share else row for row, key in enumerate(keys)]
+    prompt_ids = [processed[i]["input_ids"][0].tolist() for i in source]
+    fields: dict[str, Any] = {}
+    for key in processed[0].keys() - {"input_ids", "attention_mask"}:
+        if key in PER_TOKEN_KEYS:
+            fields[key] = [processed[i][key][0].tolist() for i in source]
+        else:
+            fields[key] = torch.cat([processed[i][key] for i in source])
+    unknown = fields.keys() - adapter.visual_keys
+    if unknown:
+        raise ValueError(f"{adapter.name}: the video processor returned inputs this trainer cannot pass on: {unknown}")
+    return prompt_ids, fields
+
+
+def padded_video_inputs(fields: dict[str, Any], pad_to_multiple_of: int | None) -> dict[str, Any]:
+    """`tokenize_video_prompts` inputs laid out like TRL's padded `prompt_ids`: per-token lists left-padded."""
+    return {
+        key: pad(
+            [torch.tensor(row) for row in value],
+            padding_value=0,
+            padding_side="left",
+            pad_to_multiple_of=pad_to_multiple_of,
+        )
+        if key in PER_TOKEN_KEYS
+        else value
+        for key, value in fields.items()
+    }
+
+
+def widen_per_token(inputs: dict[str, Any], width: int) -> dict[str, Any]:
+    """Per-token inputs narrower than `width` (prompt-only) extended with zeros (text) for the completion."""
+    widened = dict(inputs)
+    for key in PER_TOKEN_KEYS & inputs.keys():
+        value = inputs[key]
+        if isinstance(value, torch.Tensor) and value.size(1) < width:
+            widened[key] = torch.cat([value, value.new_zeros(value.size(0), width - value.size(1))], dim=1)
+    return widened
