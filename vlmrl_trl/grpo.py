@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from trl import ModelConfig
 
+from .labels import load_label_set
 from .launch import parse_recipe, run_script
-from .rewards import check_reward_config
+from .rewards import check_reward_config, reward_options
 from .sft import SFTScriptArguments, load_clips, load_model_and_processor
 from .trainers.grpo_config import VLMGRPOConfig
 
@@ -73,6 +74,15 @@ class GRPOScriptArguments(SFTScriptArguments):
             raise ValueError(f"reward_kwargs must map reward names to options, got {self.reward_kwargs!r}")
         check_reward_config(self.reward_funcs, self.reward_kwargs)
 
+    def reward_options_with_label_set(self) -> dict[str, dict[str, Any]]:
+        """``reward_kwargs``, with the recipe's ``label_set`` given to each reward that takes one and names none."""
+        options = {name: dict(values) for name, values in (self.reward_kwargs or {}).items()}
+        if self.label_set is not None:
+            for name in self.reward_funcs:
+                if "label_set" in reward_options(name):
+                    options.setdefault(name, {}).setdefault("label_set", self.label_set)
+        return options
+
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[GRPOScriptArguments, VLMGRPOConfig, ModelConfig]:
     """Parse a recipe and overrides (`vlmrl_trl.launch.parse_recipe`); unknown keys, launched processes that would
@@ -98,7 +108,7 @@ def build_rl_dataset(script_args: GRPOScriptArguments, split: str, *, max_sample
     clips = load_clips(script_args, split)
     if max_samples is not None:
         clips = clips.select(range(min(max_samples, len(clips))))
-    return to_rl_dataset(clips, prompt_mode=script_args.prompt_mode)
+    return to_rl_dataset(clips, prompt_mode=script_args.prompt_mode, labels=load_label_set(script_args.label_set))
 
 
 def build_trainer(
@@ -128,7 +138,7 @@ def build_trainer(
         eval_dataset = build_rl_dataset(
             script_args, script_args.dataset_test_split, max_samples=script_args.max_eval_samples
         )
-    reward_funcs = get_reward_funcs(script_args.reward_funcs, script_args.reward_kwargs)
+    reward_funcs = get_reward_funcs(script_args.reward_funcs, script_args.reward_options_with_label_set())
     model, processor = load_model_and_processor(script_args, training_args, model_args)
     return (trainer_cls or VLMGRPOTrainer)(
         model=model,

@@ -21,12 +21,13 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from trl import ModelConfig, SFTConfig
 
 from .data.bddoia import SPLITS
+from .data.loaders import SYNTHETIC, load_clips
+from .labels import load_label_set
 from .launch import parse_recipe, run_script
 
 if TYPE_CHECKING:
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SYNTHETIC = "synthetic"
 DEFAULT_DATA_DIR = "data/synthetic"
 
 
@@ -48,7 +48,15 @@ class SFTScriptArguments:
         default=SYNTHETIC,
         metadata={
             "help": f"'{SYNTHETIC}' for the embedded synthetic clips (generated into data_dir when absent), "
-            "or the root folder of a BDD-OIA copy."
+            "a clip manifest (.jsonl), a datasets save_to_disk folder, or the root folder of a BDD-OIA copy "
+            "(vlmrl_trl.data.loaders)."
+        },
+    )
+    label_set: str | None = field(
+        default=None,
+        metadata={
+            "help": "The actions and reasons: a shipped label set's name or a .json/.yaml file (docs/data.md); "
+            "default bddoia."
         },
     )
     data_dir: str = field(
@@ -108,6 +116,7 @@ class SFTScriptArguments:
         for name in ("dataset_train_split", "dataset_test_split"):
             if getattr(self, name) not in SPLITS:
                 raise ValueError(f"{name} must be one of {', '.join(SPLITS)}, got {getattr(self, name)!r}")
+        load_label_set(self.label_set)  # a bad label set file fails when the recipe is read
         if self.dataset_name != SYNTHETIC and self.data_dir != DEFAULT_DATA_DIR:
             raise ValueError(
                 f"data_dir={self.data_dir!r} is only read with dataset_name={SYNTHETIC!r}; a BDD-OIA copy is "
@@ -120,51 +129,6 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[SFTScriptArguments, S
     would not train together, raise ``ValueError``."""
     script_args, training_args, model_args = parse_recipe((SFTScriptArguments, SFTConfig, ModelConfig), argv)
     return script_args, training_args, model_args
-
-
-def ensure_synthetic(script_args: SFTScriptArguments) -> Path:
-    """The synthetic set in ``data_dir``, generated there first if the folder holds none."""
-    from accelerate import PartialState
-
-    from .data.synthetic import INFO_FILE, generate_synthetic
-
-    root = Path(script_args.data_dir)
-    # Under `accelerate launch` the main process generates while the others wait, then all read.
-    with PartialState().main_process_first():
-        if not (root / INFO_FILE).is_file():
-            logger.info("generating the synthetic clips into %s", root)
-            generate_synthetic(
-                root,
-                train=script_args.synthetic_train_clips,
-                val=script_args.synthetic_val_clips,
-                test=script_args.synthetic_test_clips,
-                seed=script_args.synthetic_seed,
-                num_frames=(script_args.num_frames - 1) * script_args.frame_stride + 1,
-            )
-    return root
-
-
-def load_clips(script_args: SFTScriptArguments, split: str) -> Dataset:
-    """The raw clips of one split (columns clip_id, images, actions, reasons, scene)."""
-    from .data import load_bddoia
-
-    if script_args.dataset_name == SYNTHETIC:
-        root = ensure_synthetic(script_args)
-    else:
-        root = Path(script_args.dataset_name)
-        if not root.is_dir():
-            raise FileNotFoundError(
-                f"dataset_name={script_args.dataset_name!r}: no such folder. A BDD-OIA folder holds the label files "
-                f"({split}_25k_images_actions.json, {split}_25k_images_reasons.json) and the clips' frames "
-                f"(docs/data.md); dataset_name: {SYNTHETIC} generates clips instead"
-            )
-    return load_bddoia(
-        root,
-        split,
-        num_frames=script_args.num_frames,
-        frame_stride=script_args.frame_stride,
-        skip_invalid=script_args.skip_invalid,
-    )
 
 
 def to_messages(dataset: Dataset) -> Dataset:
@@ -197,7 +161,8 @@ def build_sft_dataset(
     clips = load_clips(script_args, split)
     if max_samples is not None:
         clips = clips.select(range(min(max_samples, len(clips))))
-    dataset = to_sft_dataset(clips, prompt_mode=script_args.prompt_mode)
+    labels = load_label_set(script_args.label_set)
+    dataset = to_sft_dataset(clips, prompt_mode=script_args.prompt_mode, labels=labels)
     num_describe = round(describe_ratio * len(clips))
     if num_describe:
         if not all(clips["scene"]):
@@ -206,7 +171,7 @@ def build_sft_dataset(
                 f"{script_args.dataset_name!r} has clips without one (BDD-OIA has none): set describe_ratio to 0"
             )
         picked = sorted(random.Random(0).sample(range(len(clips)), num_describe))
-        describe = to_sft_dataset(clips.select(picked), prompt_mode="frames_only", target="scene")
+        describe = to_sft_dataset(clips.select(picked), prompt_mode="frames_only", target="scene", labels=labels)
         dataset = concatenate_datasets([dataset, describe.cast(dataset.features)])
     return to_messages(dataset) if conversation else dataset
 
