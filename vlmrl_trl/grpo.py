@@ -74,13 +74,18 @@ class GRPOScriptArguments(SFTScriptArguments):
             raise ValueError(f"reward_kwargs must map reward names to options, got {self.reward_kwargs!r}")
         check_reward_config(self.reward_funcs, self.reward_kwargs)
 
-    def reward_options_with_label_set(self) -> dict[str, dict[str, Any]]:
-        """``reward_kwargs``, with the recipe's ``label_set`` given to each reward that takes one and names none."""
+    def resolved_reward_options(self) -> dict[str, dict[str, Any]]:
+        """``reward_kwargs``, with the recipe's ``label_set`` (and, for video clips, the frames' column) given to each
+        reward that takes one and names none."""
         options = {name: dict(values) for name, values in (self.reward_kwargs or {}).items()}
         if self.label_set is not None:
             for name in self.reward_funcs:
                 if "label_set" in reward_options(name):
                     options.setdefault(name, {}).setdefault("label_set", self.label_set)
+        if self.clip_input == "video":  # the frames are in the `video` column
+            for name in self.reward_funcs:
+                if "images_column" in reward_options(name):
+                    options.setdefault(name, {}).setdefault("images_column", "video")
         return options
 
 
@@ -108,7 +113,13 @@ def build_rl_dataset(script_args: GRPOScriptArguments, split: str, *, max_sample
     clips = load_clips(script_args, split)
     if max_samples is not None:
         clips = clips.select(range(min(max_samples, len(clips))))
-    return to_rl_dataset(clips, prompt_mode=script_args.prompt_mode, labels=load_label_set(script_args.label_set))
+    return to_rl_dataset(
+        clips,
+        prompt_mode=script_args.prompt_mode,
+        labels=load_label_set(script_args.label_set),
+        clip_input=script_args.clip_input,
+        fps=script_args.clip_fps,
+    )
 
 
 def build_trainer(
@@ -138,7 +149,7 @@ def build_trainer(
         eval_dataset = build_rl_dataset(
             script_args, script_args.dataset_test_split, max_samples=script_args.max_eval_samples
         )
-    reward_funcs = get_reward_funcs(script_args.reward_funcs, script_args.reward_options_with_label_set())
+    reward_funcs = get_reward_funcs(script_args.reward_funcs, script_args.resolved_reward_options())
     model, processor = load_model_and_processor(script_args, training_args, model_args)
     return (trainer_cls or VLMGRPOTrainer)(
         model=model,

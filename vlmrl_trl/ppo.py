@@ -134,9 +134,13 @@ def mean_r1(trainer: VLMPPOTrainer, rows: Dataset, batch_size: int) -> dict[str,
         with progress:
             for start in range(0, len(rows), batch_size):
                 batch = rows[start : start + batch_size]
-                texts += generate(model, trainer.processing_class, batch["prompt"], batch["images"], options)
+                video_fps = batch.get("fps")  # clips as video (clip_input=video) carry their frame rate
+                frames = batch["video" if video_fps is not None else "images"]
+                texts += generate(
+                    model, trainer.processing_class, batch["prompt"], frames, options, video_fps=video_fps
+                )
                 progress.update(len(batch["prompt"]))
-    scores = reward.score(rows["images"], texts)
+    scores = reward.score(rows["video" if "video" in rows.column_names else "images"], texts)
     return {
         "mean_r1": sum(scores) / len(scores),
         "clips": len(scores),

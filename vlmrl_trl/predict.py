@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .data.frames import DEFAULT_FPS
 from .schema import Decision, parse_decision
 
 if TYPE_CHECKING:
@@ -104,24 +105,34 @@ def generate(
     prompts: Sequence[list[dict[str, Any]]],
     images: Sequence[Sequence[Image.Image]],
     options: GenerationOptions | None = None,
+    *,
+    video_fps: Sequence[float] | None = None,
 ) -> list[str]:
-    """Answer one batch of conversational prompts, each with its frames; returns only the new text."""
+    """Answer one batch of conversational prompts, each with its frames; returns only the new text. With
+    `video_fps` (one rate a clip) the frames go as one video each, through the model's video path, as in training
+    with ``clip_input=video``."""
     import torch
     from trl.data_utils import prepare_multimodal_messages
 
     options = options or GenerationOptions()
     tokenizer = getattr(processor, "tokenizer", processor)
-    conversations = [prepare_multimodal_messages(p, images=list(im)) for p, im in zip(prompts, images, strict=True)]
-    inputs = processor.apply_chat_template(
-        conversations,
-        add_generation_prompt=True,
-        tokenize=True,
-        return_dict=True,
-        return_tensors="pt",
-        processor_kwargs={"padding": True, "padding_side": "left"},
-    ).to(model.device)
-    if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
-        inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+    if video_fps is not None:
+        inputs = _video_inputs(model, processor, prompts, images, video_fps).to(model.device)
+    else:
+        conversations = [
+            prepare_multimodal_messages(p, images=list(im)) for p, im in zip(prompts, images, strict=True)
+        ]
+        inputs = processor.apply_chat_template(
+            conversations,
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+            return_tensors="pt",
+            processor_kwargs={"padding": True, "padding_side": "left"},
+        ).to(model.device)
+    for key in ("pixel_values", "pixel_values_videos"):
+        if key in inputs and inputs[key].is_floating_point():
+            inputs[key] = inputs[key].to(model.dtype)
     sampling = {"temperature": options.temperature, "top_p": options.top_p} if options.do_sample else {}
     with torch.inference_mode():
         out = model.generate(
@@ -134,6 +145,31 @@ def generate(
         )
     new_tokens = out[:, inputs["input_ids"].shape[1] :]
     return [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+
+
+def _video_inputs(
+    model: PreTrainedModel,
+    processor: ProcessorMixin,
+    prompts: Sequence[list[dict[str, Any]]],
+    videos: Sequence[Sequence[Image.Image]],
+    fps: Sequence[float],
+) -> Any:
+    """Model inputs of prompts with one video placeholder each and their clips as videos (left-padded)."""
+    from .families import adapter_for
+
+    adapter = adapter_for(model)
+    if adapter is None or not adapter.video_keys:
+        raise ValueError(f"clip_input=video: {type(model).__name__} models have no video path here")
+    texts = [processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
+    clips = [list(frames) for frames in videos]
+    return processor(
+        text=texts,
+        videos=clips,
+        padding=True,
+        padding_side="left",
+        return_tensors="pt",
+        **adapter.video_processor_kwargs([(rate, len(c)) for rate, c in zip(fps, clips, strict=True)]),
+    )
 
 
 def prediction_record(text: str, example: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
@@ -167,6 +203,8 @@ def predict_dataset(
     clips: Dataset,
     *,
     prompt_mode: str = "instruction",
+    clip_input: str = "images",
+    fps: float = DEFAULT_FPS,
     batch_size: int = 8,
     options: GenerationOptions | None = None,
     progress: bool = True,
@@ -181,13 +219,15 @@ def predict_dataset(
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    prompts = to_rl_dataset(clips, prompt_mode=prompt_mode)
+    prompts = to_rl_dataset(clips, prompt_mode=prompt_mode, clip_input=clip_input, fps=fps)
+    frames_column = "video" if clip_input == "video" else "images"
     paths = _frame_paths(clips)
     scenes = clips["scene"] if "scene" in clips.column_names else [None] * len(clips)  # the true descriptions
     with tqdm(total=len(prompts), desc="predict", unit="clip", disable=not progress) as bar:
         for start in range(0, len(prompts), batch_size):
             batch = prompts[start : start + batch_size]
-            texts = generate(model, processor, batch["prompt"], batch["images"], options)
+            video_fps = batch["fps"] if clip_input == "video" else None
+            texts = generate(model, processor, batch["prompt"], batch[frames_column], options, video_fps=video_fps)
             for k, text in enumerate(texts):
                 example = {key: batch[key][k] for key in ("clip_id", "actions", "reasons", "num_frames")}
                 yield prediction_record(

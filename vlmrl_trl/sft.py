@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from trl import ModelConfig, SFTConfig
 
 from .data.bddoia import SPLITS
+from .data.formatting import check_clip_input
+from .data.frames import DEFAULT_FPS, check_fps
 from .data.loaders import SYNTHETIC, load_clips
 from .labels import load_label_set
 from .launch import parse_recipe, run_script
@@ -73,6 +75,17 @@ class SFTScriptArguments:
         default="instruction",
         metadata={"help": "'instruction': frames then the task and JSON format; 'frames_only': frames alone."},
     )
+    clip_input: Literal["images", "video"] = field(
+        default="images",
+        metadata={
+            "help": "'images': each frame is an image; 'video': the clip is one video, through the model's video "
+            "path (Qwen2-VL, Qwen2.5-VL, Qwen3-VL: two frames per temporal patch, time in the positions)."
+        },
+    )
+    clip_fps: float = field(
+        default=DEFAULT_FPS,
+        metadata={"help": "Frame rate of the clips' frames (1/fps s apart), for video time positions."},
+    )
     describe_ratio: float = field(
         default=0.0,
         metadata={
@@ -107,6 +120,8 @@ class SFTScriptArguments:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.prompt_mode not in ("instruction", "frames_only"):
             raise ValueError(f"prompt_mode must be 'instruction' or 'frames_only', got {self.prompt_mode!r}")
+        check_clip_input(self.clip_input)
+        check_fps(self.clip_fps, "clip_fps")
         if not 0.0 <= self.describe_ratio <= 1.0:
             raise ValueError(f"describe_ratio must be between 0 and 1, got {self.describe_ratio}")
         for name in ("max_train_samples", "max_eval_samples"):
@@ -162,7 +177,8 @@ def build_sft_dataset(
     if max_samples is not None:
         clips = clips.select(range(min(max_samples, len(clips))))
     labels = load_label_set(script_args.label_set)
-    dataset = to_sft_dataset(clips, prompt_mode=script_args.prompt_mode, labels=labels)
+    video = dict(clip_input=script_args.clip_input, fps=script_args.clip_fps)
+    dataset = to_sft_dataset(clips, prompt_mode=script_args.prompt_mode, labels=labels, **video)
     num_describe = round(describe_ratio * len(clips))
     if num_describe:
         if not all(clips["scene"]):
@@ -171,9 +187,12 @@ def build_sft_dataset(
                 f"{script_args.dataset_name!r} has clips without one (BDD-OIA has none): set describe_ratio to 0"
             )
         picked = sorted(random.Random(0).sample(range(len(clips)), num_describe))
-        describe = to_sft_dataset(clips.select(picked), prompt_mode="frames_only", target="scene", labels=labels)
+        describe = to_sft_dataset(
+            clips.select(picked), prompt_mode="frames_only", target="scene", labels=labels, **video
+        )
         dataset = concatenate_datasets([dataset, describe.cast(dataset.features)])
-    return to_messages(dataset) if conversation else dataset
+    # Video rows stay prompt/completion: `VideoSFTCollator` masks the prompt itself.
+    return to_messages(dataset) if conversation and script_args.clip_input == "images" else dataset
 
 
 def load_model_and_processor(
@@ -232,9 +251,21 @@ def build_trainer(
     model, processor = load_model_and_processor(script_args, training_args, model_args)
     if training_args.gradient_checkpointing:
         model.config.use_cache = False
+    data_collator = None
+    if script_args.clip_input == "video":  # TRL's SFT reads images only: our collator takes the video path
+        from .families import adapter_for
+        from .trainers.clip_video import VideoSFTCollator
+
+        adapter = adapter_for(model)
+        if adapter is None:
+            raise ValueError(f"clip_input=video: {type(model).__name__} models have no video path here")
+        data_collator = VideoSFTCollator(processor, adapter)
+        training_args.dataset_kwargs = {**(training_args.dataset_kwargs or {}), "skip_prepare_dataset": True}
+        training_args.remove_unused_columns = False
     return VLMSFTTrainer(
         model=model,
         args=training_args,
+        data_collator=data_collator,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=processor,

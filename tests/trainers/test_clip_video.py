@@ -110,3 +110,42 @@ def test_shared_prefill_samples_the_same_video_completions(model_dir, tmp_path):
         frames.append(counter.frames)
     assert torch.equal(completions[0], completions[1])
     assert frames[1] < frames[0]
+
+
+@pytest.mark.slow
+def test_ppo_trains_on_video_rows(model_dir, tmp_path):
+    from trl import ModelConfig
+
+    from vlmrl_trl.clip import load_clip
+    from vlmrl_trl.models import load_model, load_processor
+    from vlmrl_trl.rewards import ClipAlignmentReward
+    from vlmrl_trl.trainers import VLMPPOConfig, VLMPPOTrainer
+
+    config = VLMPPOConfig(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=2,
+        max_completion_length=6,
+        max_steps=2,
+        num_iterations=2,  # the rollout's old-policy pass carries the video too
+        critic_warmup_steps=0,
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        activation_checkpointing=False,
+        dense_clip_reward=True,
+        save_strategy="no",
+        seed=0,
+    )
+    trainer = VLMPPOTrainer(
+        load_model(ModelConfig(model_name_or_path=str(model_dir), dtype="float32")),
+        reward_funcs=[ClipAlignmentReward(encoder=load_clip(device="cpu"), images_column="video")],
+        args=config,
+        train_dataset=video_rows(),
+        processing_class=load_processor(str(model_dir)),
+    )
+    counter = FrameCounter(trainer.model)
+    before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+    trainer.train()
+    assert counter.frames > 0 and trainer.share_vision
+    changed = [name for name, p in trainer.model.named_parameters() if not torch.equal(before[name], p)]
+    assert any("visual" in name for name in changed) and any("value_head" in name for name in changed)

@@ -27,6 +27,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="instruction",
         help="the prompt the model was trained with (default: instruction)",
     )
+    p.add_argument(
+        "--clip-input",
+        choices=("images", "video"),
+        default="images",
+        help="the frames as images, or as one video through the model's video path, as in training (default: images)",
+    )
+    p.add_argument("--clip-fps", type=float, default=2.0, help="frame rate of the clips, for video (default: 2.0)")
     p.add_argument("--batch-size", type=int, default=8, help="clips per generate call (default: 8)")
     p.add_argument("--max-new-tokens", type=int, default=160, help="longest answer, in tokens (default: 160)")
     p.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
@@ -124,6 +131,8 @@ def run_predict(args: argparse.Namespace) -> int:
         processor,
         clips,
         prompt_mode=args.prompt_mode,
+        clip_input=args.clip_input,
+        fps=args.clip_fps,
         batch_size=args.batch_size,
         options=options,
         extra=source,

@@ -117,9 +117,9 @@ class FamilyAdapter:
 
     # Video -----------------------------------------------------------------------------------------------------
 
-    def video_processor_kwargs(self, fps: float, num_frames: int) -> dict[str, Any]:
-        """What the processor takes besides `videos` to read a clip's `num_frames` frames, `1/fps` s apart, as they
-        are: every frame kept (no resampling) and the frame rate known, so time positions are right."""
+    def video_processor_kwargs(self, clips: Sequence[tuple[float, int]]) -> dict[str, Any]:
+        """What the processor takes besides `videos` to read clips of (fps, frames) as they are: every frame kept
+        (no resampling) and each clip's frame rate known, so time positions are right."""
         raise ValueError(f"{self.name} models have no video path here; use clip_input=images")
 
     # Positions -------------------------------------------------------------------------------------------------

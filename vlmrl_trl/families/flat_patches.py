@@ -7,6 +7,7 @@ temporal patch), with `second_per_grid_ts` (Qwen2.5-VL) or timestamps in the tex
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -76,10 +77,10 @@ class FlatPatchesAdapter(FamilyAdapter):
     ) -> Any:
         return self._shared_features("get_video_features", backbone, pixel_values_videos, video_grid_thw, **kwargs)
 
-    def video_processor_kwargs(self, fps: float, num_frames: int) -> dict[str, Any]:
-        metadata = {"fps": fps, "total_num_frames": num_frames, "frames_indices": list(range(num_frames))}
+    def video_processor_kwargs(self, clips: Sequence[tuple[float, int]]) -> dict[str, Any]:
+        metadata = [{"fps": fps, "total_num_frames": n, "frames_indices": list(range(n))} for fps, n in clips]
         # The per-frame pixel cap is the reference (qwen-vl-utils) behaviour, and transformers' future default.
-        return {"do_sample_frames": False, "video_metadata": [metadata], "cap_pixels_per_frame": True}
+        return {"do_sample_frames": False, "video_metadata": metadata, "cap_pixels_per_frame": True}
 
     def position_ids(
         self, model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, inputs: dict[str, Any]

@@ -76,7 +76,7 @@ def tokenize_video_prompts(
             text=[texts[row]],
             videos=[frames],
             return_tensors="pt",
-            **adapter.video_processor_kwargs(fps, len(frames)),
+            **adapter.video_processor_kwargs([(fps, len(frames))]),
         )
         processed.append(out)
     position = {row: index for index, row in enumerate(rows)}
@@ -117,3 +117,46 @@ def widen_per_token(inputs: dict[str, Any], width: int) -> dict[str, Any]:
         if isinstance(value, torch.Tensor) and value.size(1) < width:
             widened[key] = torch.cat([value, value.new_zeros(value.size(0), width - value.size(1))], dim=1)
     return widened
+
+
+class VideoSFTCollator:
+    """SFT batches of conversational prompt/completion rows that carry their clip as video (TRL's vision collator
+    reads images only): each row's prompt and answer rendered by the chat template and processed with its video,
+    the loss on the answer alone (the prompt's tokens, a prefix of the row's, labelled -100)."""
+
+    def __init__(self, processor: Any, adapter: FamilyAdapter, chat_template: str | None = None) -> None:
+        if not adapter.video_keys:
+            raise ValueError(f"{adapter.name} models have no video path here; use clip_input=images")
+        self.processor, self.adapter, self.chat_template = processor, adapter, chat_template
+        self.pad_token_id = getattr(processor, "tokenizer", processor).pad_token_id
+
+    def _process(self, text: str, frames: list[Any], fps: float) -> Any:
+        kwargs = self.adapter.video_processor_kwargs([(fps, len(frames))])
+        return self.processor(text=[text], videos=[frames], return_tensors="pt", add_special_tokens=False, **kwargs)
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        rows = []
+        for row, (frames, fps) in enumerate(clip_videos(examples) or []):
+            example = examples[row]
+            render = dict(chat_template=self.chat_template, tokenize=False)
+            prompt = self.processor.apply_chat_template(example["prompt"], add_generation_prompt=True, **render)
+            full = self.processor.apply_chat_template(example["prompt"] + example["completion"], **render)
+            processed, prompt_ids = self._process(full, frames, fps), self._process(prompt, frames, fps)["input_ids"]
+            ids = processed["input_ids"][0]
+            width = prompt_ids.size(1)
+            if not torch.equal(ids[:width], prompt_ids[0]):
+                raise ValueError(f"row {row}: the chat template does not render the prompt as a prefix of the row")
+            labels = ids.clone()
+            labels[:width] = -100
+            rows.append((processed, labels))
+        if not rows:
+            raise ValueError(f"VideoSFTCollator needs rows with a {VIDEO_COLUMN!r} column")
+        batch: dict[str, Any] = {
+            "input_ids": pad([p["input_ids"][0] for p, _ in rows], padding_value=self.pad_token_id),
+            "attention_mask": pad([p["attention_mask"][0] for p, _ in rows], padding_value=0),
+            "labels": pad([labels for _, labels in rows], padding_value=-100),
+        }
+        for key in rows[0][0].keys() - {"input_ids", "attention_mask"}:
+            values = [p[key] for p, _ in rows]
+            batch[key] = pad([v[0] for v in values], padding_value=0) if key in PER_TOKEN_KEYS else torch.cat(values)
+        return batch

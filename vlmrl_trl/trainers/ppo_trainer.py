@@ -205,7 +205,8 @@ class VLMPPOTrainer(VLMGRPOTrainer):
         """Old-policy log-probs of a rollout batch, collecting the values from the same (no-grad) forward."""
         input_ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], dim=1)
         attention_mask = torch.cat([batch["prompt_mask"], batch["completion_mask"]], dim=1)
-        fields = {key: batch[key] for key in _MULTIMODAL_FIELDS if key in batch}
+        video_keys = self.adapter.video_keys if self.adapter is not None else frozenset()
+        fields = {key: batch[key] for key in (*_MULTIMODAL_FIELDS, *video_keys) if key in batch}
         with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs):
             self._collect_values = True
             logps, _, _ = self._get_per_token_logps_and_entropies(
