@@ -19,6 +19,7 @@ from vlmrl_trl.clip import (
     pairwise_accuracy,
     save_clip,
     to_pil,
+    tokenizable_prefix,
 )
 
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30)}
@@ -93,6 +94,22 @@ def test_texts_are_encoded_in_batches_with_the_same_result():
     encoder = load_clip(TINY_CLIP, device="cpu")
     texts = [f"a car {i} metres ahead" for i in range(7)]
     assert torch.allclose(encoder.encode_texts(texts, batch_size=3), encoder.encode_texts(texts), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "the light is red  and\n\na van is close " * 2000,
+        " " * 100_000 + "a pedestrian at the curb",
+        "x" * 100_000,
+        "a short description",
+    ],
+)
+def test_a_long_text_is_cut_before_tokenizing_to_the_same_tokens(text):
+    tokenizer = load_clip(TINY_CLIP, device="cpu").tokenizer
+    prefix = tokenizable_prefix(text, tokenizer.context_length)
+    assert len(prefix) <= 32 * tokenizer.context_length
+    assert torch.equal(tokenizer([prefix]), tokenizer([text]))
 
 
 def test_pairwise_accuracy_ignores_pairs_with_the_same_description():

@@ -12,9 +12,11 @@ from hypothesis import strategies as st
 from vlmrl_trl.schema import (
     ACTION_IDS,
     ACTIONS,
+    MAX_DEPTH,
     REASON_IDS,
     REASONS,
     Decision,
+    ExtractedJSON,
     ParseFailure,
     decision_json_schema,
     describe_format,
@@ -129,6 +131,103 @@ def test_extract_reports_text_outside_the_object():
 def test_deeply_nested_input_does_not_raise():
     assert isinstance(parse_decision("{" + '"a":[' * 100_000), ParseFailure)
     assert isinstance(parse_decision('{"a":' + "[" * 100_000 + "]" * 100_000 + "}"), ParseFailure)
+
+
+def first_decodable_object(text: str) -> tuple | None:
+    """The reference: Python's decoder tried at every "{" in turn (quadratic on long texts)."""
+    decoder = json.JSONDecoder()
+    for start in [i for i, char in enumerate(text) if char == "{"]:
+        try:
+            obj, end = decoder.raw_decode(text, start)
+        except (ValueError, RecursionError):
+            continue
+        return obj, start, end
+    return None
+
+
+def found_object(text: str) -> tuple | None:
+    found = extract_json_object(text)
+    return None if isinstance(found, ParseFailure) else (found.obj, found.start, found.end)
+
+
+JSON_PIECES = [
+    "{",
+    "}",
+    "[",
+    "]",
+    '"',
+    ":",
+    ",",
+    " ",
+    "\n",
+    "a",
+    "1",
+    "-",
+    ".",
+    "e",
+    "\\",
+    "u",
+    "true",
+    "null",
+    "NaN",
+    '"a"',
+    '"a":',
+    '{"a":',
+    '"{"',
+    "{}",
+    "[]",
+    "x",
+]
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(alphabet='a{}[]":,\\ ')),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text('ab{"', max_size=2), children, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        st.lists(st.sampled_from(JSON_PIECES), max_size=40).map("".join),
+        st.tuples(
+            st.text(alphabet='x{"} ', max_size=6), json_values.map(json.dumps), st.text('x{"}] ', max_size=6)
+        ).map("".join),
+    )
+)
+def test_the_object_found_is_the_one_decoded_from_the_first_brace_where_one_decodes(text):
+    assert repr(found_object(text)) == repr(first_decodable_object(text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a":' * 5000,  # every "{" opens an object that never closes
+        '{"a":[' + "1," * 50_000,
+        '{"a":[x' * 5000,
+        '{"{"' * 5000,
+        '{"a":[' + '"{",' * 5000,
+        '{"a":1,x' * 5000,
+    ],
+)
+def test_long_texts_without_an_object_fail_with_the_first_braces_error(text):
+    failure = extract_json_object(text)
+    assert isinstance(failure, ParseFailure) and failure.kind == "invalid_json"
+    with pytest.raises((ValueError, RecursionError)) as err:
+        json.JSONDecoder().raw_decode(text, text.find("{"))
+    assert failure.message == str(err.value)
+
+
+def test_objects_nested_deeper_than_the_limit_are_not_decoded_but_those_inside_are():
+    levels = MAX_DEPTH + 50
+    deep = '{"a":' * levels + '{"b":1}' + "}" * levels
+    found = extract_json_object(deep)
+    too_deep = levels + 1 - MAX_DEPTH  # the outer objects, each nested more than MAX_DEPTH deep with itself
+    assert isinstance(found, ExtractedJSON)
+    assert (found.start, found.end) == (5 * too_deep, len(deep) - too_deep)
+    found = extract_json_object("[" * 10_000 + '{"scene": "x"}' + "]" * 10_000)
+    assert found.obj == {"scene": "x"} and found.start == 10_000
 
 
 @settings(max_examples=300, deadline=None)

@@ -34,6 +34,8 @@ TINY_CLIP_CONFIG: dict[str, Any] = {
 CONFIG_FILE = "open_clip_config.json"  # open_clip's local-dir layout: this config and the weights beside it
 WEIGHTS_FILE = "open_clip_model.safetensors"
 FIT_REPORT_FILE = "fit_report.json"
+# Longer than any BPE token of open_clip's vocabulary, so a cut there keeps every token of the context.
+TEXT_CHARS_PER_TOKEN = 32
 
 
 def to_pil(image: Any) -> Image.Image:
@@ -50,6 +52,16 @@ def to_pil(image: Any) -> Image.Image:
         with Image.open(image) as opened:
             return opened.convert("RGB")
     raise ValueError(f"expected a frame as a PIL image, an array or an image path, got {type(image).__name__}")
+
+
+def tokenizable_prefix(text: str, context_length: int) -> str:
+    """The part of ``text`` that can reach CLIP's ``context_length`` tokens, so that a huge text is not tokenized
+    whole (seconds for megabytes) only to be cut: whitespace runs collapse to one space, as the tokenizer does, and
+    the text is cut at ``TEXT_CHARS_PER_TOKEN`` characters per token; a text within that is returned as it is."""
+    limit = TEXT_CHARS_PER_TOKEN * context_length
+    if len(text) <= limit:
+        return text
+    return " ".join(text.split(None, limit)[:limit])[:limit]
 
 
 @dataclass
@@ -74,6 +86,8 @@ class ClipEncoder:
     def encode_texts(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
         """(N, D) unit-norm embeddings of texts (truncated to the model's context length), ``batch_size`` texts per
         forward pass (dense R1 scores many prefixes at once)."""
+        context_length = getattr(self.tokenizer, "context_length", 77)
+        texts = [tokenizable_prefix(text, context_length) for text in texts]
         chunks = []
         for start in range(0, len(texts), batch_size):
             tokens = self.tokenizer(list(texts[start : start + batch_size])).to(self.device)

@@ -8,6 +8,7 @@ the functions here take a ``labels`` :class:`~vlmrl_trl.labels.LabelSet`. The JS
 
 from __future__ import annotations
 
+import heapq
 import json
 import re
 from collections.abc import Sequence
@@ -108,27 +109,185 @@ class ExtractedJSON:
 _FENCE = re.compile(r"```[a-zA-Z]*")
 _DECODER = json.JSONDecoder()
 
+# Finding the first JSON object: one decode attempt per "{" is quadratic on long outputs (each failed attempt scans
+# ahead and builds an error message that counts lines from the start). Instead, regular expressions matching JSON
+# as Python's decoder reads it (strict strings, its whitespace, NaN/Infinity) reject most "{" at once, in C, and
+# one left-to-right parse tries every object it opens; only the object found is decoded.
+MAX_DEPTH = 200  # objects nested deeper are not decoded (Python's decoder itself stops near 1000 levels)
+_WS = r"[ \t\n\r]*+"
+_STRING = r'"[^"\\\x00-\x1f]*+(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*+)*+"'
+_LITERALS = r"-?(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?+(?:[eE][-+]?[0-9]++)?+|true|false|null|NaN|Infinity|-Infinity"
+_SCALAR = rf"(?:{_STRING}|{_LITERALS})"
+_PAIRS = rf"{_STRING}{_WS}:{_WS}(?:{_SCALAR}{_WS},{_WS}{_STRING}{_WS}:{_WS})*+"  # keys and flat values, then a value
+_ITEMS = rf"(?:{_SCALAR}{_WS},{_WS})*+"  # flat array items, then a value
+_DESCENT = rf"(?:\[{_WS}{_ITEMS}|\{{{_WS}{_PAIRS})"
+# A "{" that may start an object: "{}", a flat object, or up to 8 nested openings and what must follow the first
+# close inside the object. Every "{" an object decodes from matches.
+_OPENING = re.compile(
+    rf"\{{{_WS}(?:\}}|{_PAIRS}(?:{_SCALAR}{_WS}\}}|{_DESCENT}{{8}}|{_DESCENT}{{0,7}}+"
+    rf"(?:(?:{_SCALAR}{_WS})?[}}\]]|\{{{_WS}\}}){_WS}(?:,{_WS}[-\"\[{{0-9tfnNI]|[}}\]])))"
+)
+# In the parse: a value (groups: scalar; "{", "}" of "{}"; "[", "]" of "[]"), what follows a value, more flat items.
+_VALUE = re.compile(rf"{_WS}(?:({_SCALAR})|(\{{){_WS}(?:(\}})|{_PAIRS})|(\[){_WS}(?:(\])|{_ITEMS}))")
+_AFTER = re.compile(rf"{_WS}(?:(,){_WS}|[}}\]])")
+_MORE_PAIRS = re.compile(_PAIRS)
+_MORE_ITEMS = re.compile(_ITEMS)
+# MAX_DEPTH nested openings with no "{" in their strings: whatever is open before them is too deep to decode.
+_PLAIN = _STRING.replace(r"\x1f]", r"\x1f{]")
+_PLAIN_SCALAR = rf"(?:{_PLAIN}|{_LITERALS})"
+_DEEP = re.compile(
+    rf"(?:{_WS}(?:\[{_WS}(?:{_PLAIN_SCALAR}{_WS},{_WS})*+|\{{{_WS}{_PLAIN}{_WS}:{_WS}"
+    rf"(?:{_PLAIN_SCALAR}{_WS},{_WS}{_PLAIN}{_WS}:{_WS})*+)){{{MAX_DEPTH}}}"
+)
+_ARRAY = -1  # an open array on the parse's stack (an open object is its start)
+
+
+class _Openings:
+    """The next "{" at or after a position that ``_OPENING`` matches, each stretch of text searched once."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.searched = (-1, -1)
+
+    def after(self, pos: int) -> int:
+        low, found = self.searched
+        if not low <= pos <= found:
+            match = _OPENING.search(self.text, pos)
+            self.searched = (pos, match.start() if match else len(self.text))
+        return self.searched[1]
+
+
+def _earlier(best: tuple[int, int] | None, start: int, end: int) -> tuple[int, int]:
+    return (start, end) if best is None or start < best[0] else best
+
+
+def _parse_from(
+    text: str, start: int, openings: _Openings, tried: set[int], inner: list[int]
+) -> tuple[tuple[int, int] | None, int]:
+    """Parse from the "{" at ``start`` until the parse fails or its outermost open object closes, trying every object
+    it opens at once (added to ``tried``); "{" inside its strings that may start objects go to ``inner``. Returns
+    the earliest start whose object closed, with its end, and where the parse stopped."""
+
+    def note_strings(low: int, high: int) -> None:
+        if text.find("{", low, high) != -1:
+            found = openings.after(low)
+            while found < high:
+                inner.append(found)
+                found = openings.after(found + 1)
+
+    stack: list[int] = []
+    best: tuple[int, int] | None = None
+    pos = start
+    while True:
+        match = _VALUE.match(text, pos)
+        if match is None:
+            return best, pos
+        pos = match.end()
+        if match.start(1) >= 0:
+            note_strings(match.start(1), pos)
+        elif match.start(3) >= 0 or match.start(5) >= 0:  # "{}" or "[]"
+            if match.start(3) >= 0:
+                best = _earlier(best, match.start(2), pos)
+            if not stack:
+                return best, pos
+        else:
+            opener = max(match.start(2), match.start(4))
+            note_strings(opener + 1, pos)
+            if match.start(2) >= 0:
+                tried.add(opener)
+                stack.append(opener)
+            else:
+                stack.append(_ARRAY)
+            if len(stack) > MAX_DEPTH:
+                skipped = None
+                while (deep := _DEEP.match(text, pos)) is not None:
+                    skipped, pos = pos, deep.end()
+                if skipped is not None:  # all open so far is too deep: go on from the last MAX_DEPTH openings
+                    if best is not None:
+                        return best, pos
+                    stack, pos = [], skipped
+                    continue
+                stack.pop(0)
+                live = next((s for s in stack if s != _ARRAY), None)
+                if live is None or (best is not None and live > best[0]):
+                    return best, pos
+            continue
+        while True:  # after a value: a comma and more, or closes
+            match = _AFTER.match(text, pos)
+            if match is None:
+                return best, pos
+            pos = match.end()
+            top = stack[-1]
+            if match.start(1) >= 0:
+                match = (_MORE_ITEMS if top == _ARRAY else _MORE_PAIRS).match(text, pos)
+                if match is None:
+                    return best, pos
+                note_strings(pos, match.end())
+                pos = match.end()
+                break
+            if (text[pos - 1] == "]") != (top == _ARRAY):
+                return best, pos - 1
+            stack.pop()
+            if top != _ARRAY:
+                best = _earlier(best, top, pos)
+            live = next((s for s in stack if s != _ARRAY), None)
+            if live is None or (best is not None and live > best[0]):
+                return best, pos
+
+
+def _first_object_span(text: str, start: int) -> tuple[int, int] | None:
+    """Start and end of the first object that decodes from a "{" at or after ``start``, in linear time but for
+    contrived texts: every "{" is tried, most by ``_OPENING`` alone, the rest by one shared parse per lexing."""
+    openings, tried, pending = _Openings(text), set(), []
+    frontier, best = start, None
+    while True:
+        following = openings.after(frontier)
+        if pending and pending[0] < following:
+            candidate = heapq.heappop(pending)
+        elif following < len(text):
+            candidate = frontier = following
+            frontier += 1
+        else:
+            return best
+        if best is not None and candidate >= best[0]:
+            return best
+        if candidate in tried:
+            continue
+        tried.add(candidate)
+        inner: list[int] = []
+        found, stop = _parse_from(text, candidate, openings, tried, inner)
+        for position in inner:
+            heapq.heappush(pending, position)
+        frontier = max(frontier, stop)
+        if found is not None:
+            best = _earlier(best, *found)
+
 
 def extract_json_object(text: str) -> ExtractedJSON | ParseFailure:
-    """Find the first JSON object in ``text`` (code fences and chatter around it tolerated). Never raises."""
+    """Find the first JSON object in ``text`` (code fences and chatter around it tolerated), the object Python's
+    ``json`` decodes from the first "{" where one decodes, in about linear time. Never raises."""
     if not isinstance(text, str) or not text.strip():
         return ParseFailure("empty", "the output is empty")
-    first_error: str | None = None
-    start = text.find("{")
-    while start != -1:
-        try:
-            obj, end = _DECODER.raw_decode(text, start)
-        except (ValueError, RecursionError) as err:  # RecursionError: absurdly deep nesting
-            first_error = first_error or str(err)
-        else:
-            if isinstance(obj, dict):
-                outside = _FENCE.sub("", text[:start] + text[end:]).strip()
-                alone = not (text[:start].strip() or text[end:].strip())
-                return ExtractedJSON(obj, start, end, outside, alone)
-        start = text.find("{", start + 1)
-    if first_error is None:
+    first = text.find("{")
+    if first == -1:
         return ParseFailure("no_json", "no JSON object in the output")
-    return ParseFailure("invalid_json", first_error)
+    search_from = first
+    while (span := _first_object_span(text, search_from)) is not None:
+        start, end = span
+        try:
+            obj, length = _DECODER.raw_decode(text[start:end])
+        except (ValueError, RecursionError):  # an integer too long for int(), or a call stack already deep
+            search_from = start + 1
+            continue
+        end = start + length
+        outside = _FENCE.sub("", text[:start] + text[end:]).strip()
+        alone = not (text[:start].strip() or text[end:].strip())
+        return ExtractedJSON(obj, start, end, outside, alone)
+    try:  # one decode from the first "{" gives the message, as before
+        _DECODER.raw_decode(text, first)
+    except (ValueError, RecursionError) as err:
+        return ParseFailure("invalid_json", str(err))
+    return ParseFailure("invalid_json", f"the JSON object is nested deeper than {MAX_DEPTH} levels")
 
 
 def validate_decision_obj(obj: Any, labels: LabelSet = BDDOIA) -> Decision | ParseFailure:
