@@ -97,3 +97,20 @@ def test_a_family_without_a_video_path_refuses_video_in_sft(tiny_vlm_dir, tmp_pa
     ]  # fmt: skip
     with pytest.raises(ValueError, match="no video path"):
         sft_cli(argv)
+
+
+@pytest.mark.parametrize("folder", ["tiny-video", "qwen2.5-vl-3b-instruct-video"])
+def test_the_video_recipes_feed_clips_as_video(folder):
+    from vlmrl_trl.grpo import parse_args as grpo_args
+    from vlmrl_trl.ppo import parse_args as ppo_args
+    from vlmrl_trl.sft import parse_args as sft_args
+
+    recipes = REPO_ROOT / "recipes" / folder
+    for parse, recipe in (
+        (sft_args, next((recipes / "sft").glob("*.yaml"))),
+        (grpo_args, recipes / "grpo" / "config_stage2.yaml"),
+        (grpo_args, recipes / "grpo" / "config_stage3.yaml"),
+        (ppo_args, recipes / "ppo" / "config_stage1.yaml"),
+    ):
+        script_args, _, _ = parse(["--config", str(recipe), "--bf16", "false", "--use_cpu", "true"])
+        assert script_args.clip_input == "video", recipe

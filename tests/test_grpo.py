@@ -14,8 +14,14 @@ from vlmrl_trl.rewards import REWARD_REGISTRY, reward_options
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO_ROOT / "recipes").glob("*/grpo/*.yaml"))
-GPU_RECIPES = ("smolvlm-256m-instruct", "smolvlm-instruct", "qwen2.5-vl-3b-instruct", "qwen3-vl-2b-instruct")
-FAMILIES = ("tiny", *GPU_RECIPES)
+GPU_RECIPES = (
+    "smolvlm-256m-instruct",
+    "smolvlm-instruct",
+    "qwen2.5-vl-3b-instruct",
+    "qwen2.5-vl-3b-instruct-video",
+    "qwen3-vl-2b-instruct",
+)
+FAMILIES = ("tiny", "tiny-video", *GPU_RECIPES)
 TINY_STAGE2 = REPO_ROOT / "recipes" / "tiny" / "grpo" / "config_stage2.yaml"
 TINY_STAGE3 = REPO_ROOT / "recipes" / "tiny" / "grpo" / "config_stage3.yaml"
 
