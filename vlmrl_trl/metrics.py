@@ -95,11 +95,17 @@ def read_predictions(
     ``skipped`` list, a bad line (a truncated last one too) is appended to it instead and reading goes on."""
     path = Path(path)
     records = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if not raw.strip():
                 continue
             try:
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise ValueError(
+                        f"{path}:{lineno}: not UTF-8 text (byte {err.start}: {raw[err.start : err.start + 1]!r})"
+                    ) from None
                 records.append(_prediction_line(line, f"{path}:{lineno}", labels))
             except ValueError as err:
                 if skipped is None:

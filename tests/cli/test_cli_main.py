@@ -68,3 +68,29 @@ def test_eval_skip_invalid_counts_the_skipped_lines_a_truncated_last_one_include
     out = capsys.readouterr().out
     assert "skipped 2 invalid lines" in out and f"{preds}:3" in out
     assert json.loads((tmp_path / "metrics.json").read_text())["n"] == 2
+
+
+def test_a_line_that_is_not_utf8_is_named_by_file_and_line(tmp_path, capsys):
+    preds = _write_predictions(tmp_path / "p.jsonl", truncated=False)
+    lines = preds.read_bytes().splitlines(keepends=True)
+    preds.write_bytes(lines[0] + b'{"clip_id": "\xff"}\n' + lines[1])
+    assert main(["score", "--predictions", str(preds), "--out", str(tmp_path)]) == 2
+    assert f"{preds}:2: not UTF-8 text (byte 13: b'\\xff')" in capsys.readouterr().err
+    assert main(["eval", "--predictions", str(preds), "--out", str(tmp_path), "--skip-invalid"]) == 0
+    assert f"skipped 1 invalid line of {preds} (first: {preds}:2: not UTF-8" in capsys.readouterr().out
+
+
+def test_eval_shows_clips_whose_frames_are_not_images_without_them_and_counts_them(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("not an image")
+    line = {"text": render_decision(STOP, RED, "a red light"), "actions": STOP, "reasons": RED}
+    records = [
+        {**line, "clip_id": "int", "frames": 3},
+        {**line, "clip_id": "text", "frames": [str(tmp_path / "notes.txt")]},
+        {**line, "clip_id": "listed-int", "frames": [3]},
+    ]
+    preds = tmp_path / "p.jsonl"
+    preds.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert main(["eval", "--predictions", str(preds), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "frames not shown for 3 reported clips" in out
+    assert (tmp_path / "out" / "report.html").is_file()

@@ -207,3 +207,82 @@ def test_malformed_label_file_is_named(make_root) -> None:
     (root / "val_25k_images_reasons.json").write_text("{not json")
     with pytest.raises(ValueError, match="val_25k_images_reasons.json is not valid JSON"):
         load_bddoia(root, "val")
+
+
+def test_a_symlink_leading_out_of_the_data_folder_is_refused_unless_allowed(make_root, tmp_path: Path) -> None:
+    root = make_root({"a.jpg": (A_STOP, R_RED), "b.jpg": (A_STOP, R_RED)}, frames={"a": 2})
+    outside = tmp_path / "elsewhere.jpg"
+    outside.write_bytes((root / "data" / "b.jpg").read_bytes())
+    (root / "data" / "b.jpg").unlink()
+    (root / "data" / "b.jpg").symlink_to(outside)
+    with pytest.raises(BDDOIADataError, match=r"data/b.jpg is a symlink leading out of .*allow_outside_links=True"):
+        load_bddoia(root, "val", num_frames=1)
+    with pytest.warns(UserWarning, match=r"1 invalid entries skipped \(1 unsafe_path\)"):
+        assert load_bddoia(root, "val", num_frames=1, skip_invalid=True)["clip_id"] == ["a"]
+    assert len(load_bddoia(root, "val", num_frames=1, allow_outside_links=True)) == 2
+    (root / "frames" / "a" / "1.jpg").unlink()
+    (root / "frames" / "a" / "1.jpg").symlink_to(outside)
+    with pytest.raises(BDDOIADataError, match=r"frames/a: .*frames/a/1.jpg is a symlink leading out"):
+        load_bddoia(root, "val", num_frames=2, allow_outside_links=False, skip_invalid=False)
+
+
+def test_a_symlink_inside_the_data_folder_is_followed(make_root) -> None:
+    root = make_root({"a.jpg": (A_STOP, R_RED)})
+    (root / "data" / "real.jpg").write_bytes((root / "data" / "a.jpg").read_bytes())
+    (root / "data" / "a.jpg").unlink()
+    (root / "data" / "a.jpg").symlink_to(root / "data" / "real.jpg")
+    assert len(load_bddoia(root, "val", num_frames=1)) == 1
+
+
+def test_a_repeated_image_id_names_both_images(make_root) -> None:
+    root = make_root({"a.jpg": (A_STOP, R_RED), "b.jpg": (A_STOP, R_RED), "c.jpg": (A_STOP, R_RED)})
+    actions_path = root / "val_25k_images_actions.json"
+    actions = json.loads(actions_path.read_text())
+    actions["images"][1]["id"] = 0  # b.jpg now shares a.jpg's id, so both would get a.jpg's labels
+    actions["annotations"] = [a for a in actions["annotations"] if a["id"] != 1]
+    actions_path.write_text(json.dumps(actions))
+    with pytest.raises(BDDOIADataError) as info:
+        load_bddoia(root, "val", num_frames=1)
+    assert "image id 0 ('a.jpg'): the id of 'b.jpg' too" in str(info.value)
+    assert "image id 0 ('b.jpg'): the id of 'a.jpg' too" in str(info.value)
+    with pytest.warns(UserWarning, match=r"2 invalid entries skipped \(2 duplicate\)"):
+        assert load_bddoia(root, "val", num_frames=1, skip_invalid=True)["clip_id"] == ["c"]
+
+
+def test_a_list_valued_id_is_an_entry_error_not_a_type_error(make_root) -> None:
+    root = make_root({"a.jpg": (A_STOP, R_RED), "b.jpg": (A_STOP, R_RED)})
+    actions_path = root / "val_25k_images_actions.json"
+    actions = json.loads(actions_path.read_text())
+    actions["images"][1]["id"] = actions["annotations"][1]["id"] = [1]
+    actions_path.write_text(json.dumps(actions))
+    with pytest.raises(BDDOIADataError) as info:
+        load_bddoia(root, "val", num_frames=1)
+    assert "val_25k_images_actions.json: annotations[1]: id must be an integer or a string, got list [1]" in str(
+        info.value
+    )
+    assert "images[1] ('b.jpg'): id must be an integer or a string" in str(info.value)
+    with pytest.warns(UserWarning, match="2 invalid entries skipped"):
+        assert load_bddoia(root, "val", num_frames=1, skip_invalid=True)["clip_id"] == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("encoding", "message"), [("utf-16", "is UTF-16; save it as UTF-8"), ("latin-1", r"is not UTF-8 text \(byte")]
+)
+def test_a_label_file_in_another_encoding_is_named(make_root, encoding: str, message: str) -> None:
+    root = make_root({"é.jpg": (A_STOP, R_RED)})
+    path = root / "val_25k_images_reasons.json"
+    path.write_bytes(
+        path.read_text(encoding="utf-8").encode(encoding) if encoding == "utf-16" else '["é"]'.encode(encoding)
+    )
+    with pytest.raises(ValueError, match=rf"val_25k_images_reasons.json {message}"):
+        load_bddoia(root, "val")
+
+
+def test_an_empty_split_names_split_and_folder(make_root) -> None:
+    root = make_root({}, split="test")
+    with pytest.raises(ValueError, match=rf"BDD-OIA split 'test' in {root} has no clips: .* lists no images"):
+        load_bddoia(root, "test")
+    root = make_root({"a.jpg": (A_STOP, R_RED)})
+    (root / "data" / "a.jpg").unlink()
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="its 1 images were all skipped"):
+        load_bddoia(root, "val", num_frames=1, skip_invalid=True)

@@ -144,7 +144,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def frame_source(data: str | None, missing: list[str]) -> FrameSource:
     """Open a record's frames from the paths predict wrote; with ``data``, the clips' root has moved there.
-    Clips whose frames are not all found are appended to ``missing``."""
+    Clips whose frames are not all found, not a list of paths or not images are appended to ``missing`` (with why,
+    but for a missing file), so the report shows them without frames and counts them."""
     from PIL import Image
 
     new_root = Path(data) if data is not None else None
@@ -160,15 +161,23 @@ def frame_source(data: str | None, missing: list[str]) -> FrameSource:
             return Path(path)
 
     def frames(rec: Mapping[str, Any]) -> list[Image.Image] | None:
-        paths = rec.get("frames") or []
-        files = [locate(p, rec.get("data_root")) for p in paths if isinstance(p, str)]
-        if not files or len(files) != len(paths) or not all(f.is_file() for f in files):
-            missing.append(str(rec.get("clip_id")))
+        paths = rec.get("frames")
+        clip = str(rec.get("clip_id"))
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            missing.append(f"{clip} ('frames' is not a list of paths: {paths!r:.60})")
+            return None
+        files = [locate(p, rec.get("data_root")) for p in paths]
+        if not files or not all(f.is_file() for f in files):
+            missing.append(clip)
             return None
         images = []
         for f in files:
-            with Image.open(f) as img:
-                images.append(img.convert("RGB"))
+            try:
+                with Image.open(f) as img:
+                    images.append(img.convert("RGB"))
+            except (OSError, ValueError) as err:  # PIL: not an image, truncated, too large
+                missing.append(f"{clip} ({f} is not a readable image: {type(err).__name__})")
+                return None
         return images
 
     return frames
@@ -185,7 +194,7 @@ def run_eval(args: argparse.Namespace) -> int:
     path = render_report(records, metrics, args.out, frames=frames, samples=args.report_samples, seed=args.seed)
     if missing:
         print(
-            f"frames not found for {len(missing)} reported clips (e.g. {missing[0]}); pass --data ROOT if they moved"
+            f"frames not shown for {len(missing)} reported clips (e.g. {missing[0]}); pass --data ROOT if they moved"
         )
     print(f"wrote {path}")
     return 0

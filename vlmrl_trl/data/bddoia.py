@@ -16,6 +16,7 @@ bits are kept.
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import re
@@ -75,13 +76,43 @@ def label_files(root: str | Path, split: str) -> tuple[Path, Path]:
     return root / f"{split}_25k_images_actions.json", root / f"{split}_25k_images_reasons.json"
 
 
-def _read_json(path: Path) -> Any:
+def read_json_file(path: Path) -> Any:
+    """A UTF-8 JSON file's value; a missing file, another encoding (UTF-16 named as such) or bad JSON is an error
+    naming the file."""
     if not path.is_file():
         raise FileNotFoundError(f"BDD-OIA label file not found: {path}")
+    data = path.read_bytes()
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        utf16 = data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+        found = "is UTF-16" if utf16 else f"is not UTF-8 text (byte {err.start}: {data[err.start : err.start + 1]!r})"
+        raise ValueError(f"{path} {found}; save it as UTF-8") from None
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON: {err}") from err
+
+
+_read_json = read_json_file  # the name frames.py imports
+
+
+def id_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be an image or annotation id (ids are integers or strings), or None when it can."""
+    if isinstance(value, int | str) and not isinstance(value, bool):
+        return None
+    return f"id must be an integer or a string, got {type(value).__name__} {value!r}"
+
+
+def link_problem(path: Path, folder: Path, *, allow: bool = False) -> str | None:
+    """Why ``path`` may not be read as part of ``folder``: it leads outside it through a symlink (unless ``allow``);
+    None when it stays inside."""
+    if allow or path.resolve().is_relative_to(folder.resolve()):
+        return None
+    return (
+        f"{path} is a symlink leading out of {folder} (to {path.resolve()}); copy the file in, or pass "
+        "allow_outside_links=True to follow such links"
+    )
 
 
 def _bits_problem(bits: Any, lengths: Iterable[int]) -> str | None:
@@ -154,6 +185,7 @@ def load_bddoia(
     check_images: ImageCheck = "decode",
     data_dir: str | Path | None = None,
     frames_dir: str | Path | None = None,
+    allow_outside_links: bool = False,
 ) -> datasets.Dataset:
     """One split as a ``datasets.Dataset`` of clips, images stored as paths and decoded on access.
 
@@ -163,8 +195,11 @@ def load_bddoia(
     ``reasons`` (21 bits), ``scene`` (the description or None), and ``confuse`` with ``keep_confuse=True``.
 
     Invalid entries (missing or undecodable image, label vector of the wrong length, image without labels or
-    labels without image, a file name escaping the data folder) raise :class:`BDDOIADataError` naming each
-    file and entry; with ``skip_invalid=True`` they are skipped and a warning gives the counts.
+    labels without image, a file name escaping the data folder or a symlink leading out of it unless
+    ``allow_outside_links``, an id that is not an integer or string, a repeated image id) raise
+    :class:`BDDOIADataError` naming each file and entry; with ``skip_invalid=True`` they are skipped and a warning
+    gives the counts. A label file that is not UTF-8 JSON, or a split with no clip left, is a ``ValueError``
+    naming the file, or the split and folder.
     ``check_images="exists"`` only checks that the files exist (fast on large sets; broken JPGs then fail when
     decoded), ``"decode"`` also decodes each at reduced size.
     """
@@ -193,6 +228,8 @@ def load_bddoia(
     for pos, ann in enumerate(actions_json["annotations"]):
         if not isinstance(ann, dict) or "id" not in ann or "category" not in ann:
             issues.append(Issue("bad_entry", actions_path, f"annotations[{pos}]", "needs 'id' and 'category'"))
+        elif (problem := id_problem(ann["id"])) is not None:
+            issues.append(Issue("bad_entry", actions_path, f"annotations[{pos}]", problem))
         elif ann["id"] in annotations:
             issues.append(Issue("duplicate", actions_path, f"annotation id {ann['id']}", "appears twice"))
         else:
@@ -214,15 +251,27 @@ def load_bddoia(
     seen_names: set[str] = set()
     matched_names: set[str] = set()
     confused = 0
+    names_by_id: dict[Any, list[Any]] = {}  # an id shared by images would give them all one annotation
+    for img in actions_json["images"]:
+        if isinstance(img, dict) and id_problem(img.get("id")) is None:
+            names_by_id.setdefault(img["id"], []).append(img.get("file_name"))
     for pos, img in enumerate(actions_json["images"]):
         if not isinstance(img, dict) or "id" not in img or "file_name" not in img:
             issues.append(Issue("bad_entry", actions_path, f"images[{pos}]", "needs 'id' and 'file_name'"))
             continue
         image_id, file_name = img["id"], img["file_name"]
-        entry = f"image id {image_id} ({file_name!r})"
-        seen_ids.add(image_id)
         if isinstance(file_name, str):
             matched_names.add(file_name)  # its reason row belongs to this (maybe invalid) image, not an orphan
+        problem = id_problem(image_id)
+        if problem is not None:
+            issues.append(Issue("bad_entry", actions_path, f"images[{pos}] ({file_name!r})", problem))
+            continue
+        entry = f"image id {image_id} ({file_name!r})"
+        seen_ids.add(image_id)
+        if len(names_by_id[image_id]) > 1:
+            others = ", ".join(repr(n) for n in names_by_id[image_id] if n != file_name) or repr(file_name)
+            issues.append(Issue("duplicate", actions_path, entry, f"the id of {others} too; each image needs its own"))
+            continue
         problem = _unsafe_name(file_name)
         if problem is not None:
             issues.append(Issue("unsafe_path", actions_path, entry, problem))
@@ -251,6 +300,10 @@ def load_bddoia(
             confused += 1
             continue
         image_path = data_root / file_name
+        problem = link_problem(image_path, data_root, allow=allow_outside_links)
+        if problem is not None:
+            issues.append(Issue("unsafe_path", image_path, entry, problem))
+            continue
         problem = _image_problem(image_path, check_images)
         if problem is not None:
             issues.append(Issue("bad_image", image_path, entry, problem))
@@ -258,6 +311,10 @@ def load_bddoia(
         clip_id = str(PurePosixPath(file_name.replace("\\", "/")).with_suffix(""))
         frames = _clip_frames(frames_root, clip_id, num_frames, frame_stride) if num_frames > 1 else None
         if frames:
+            links = [p for f in frames if (p := link_problem(f, frames_root, allow=allow_outside_links))]
+            if links:
+                issues.append(Issue("unsafe_path", frames_root / clip_id, entry, links[0]))
+                continue
             problems = [p for p in (_image_problem(f, check_images) for f in frames) if p is not None]
             if problems:
                 issues.append(Issue("bad_image", frames_root / clip_id, entry, problems[0]))
@@ -288,6 +345,9 @@ def load_bddoia(
         )
     if confused:
         logger.info("BDD-OIA %s: dropped %d 'confuse' clips, as the official loader does", split, confused)
+    if not rows["clip_id"]:
+        why = f"its {total} images were all skipped or dropped" if total else f"{actions_path.name} lists no images"
+        raise ValueError(f"BDD-OIA split {split!r} in {root} has no clips: {why}")
     frame_counts = Counter(rows["num_frames"])
     short = sum(n for k, n in frame_counts.items() if k < num_frames)
     if short:
