@@ -145,6 +145,25 @@ def test_a_missing_scheduler_stops_the_resume(tmp_path: Path) -> None:
     assert loaded == [str(folder), f"state of {folder}", None]
 
 
+def test_a_missing_value_head_or_mid_phase_grpo_state_stops_the_resume(tmp_path: Path) -> None:
+    from vlmrl_trl.trainers.grpo_trainer import VLMGRPOTrainer
+    from vlmrl_trl.trainers.ppo_trainer import VLMPPOTrainer
+
+    with pytest.raises(CheckpointError, match="value_head.safetensors: missing"):
+        VLMPPOTrainer._load_value_head_from(SimpleNamespace(), str(tmp_path))
+
+    def trainer(global_step: int) -> SimpleNamespace:  # a generation batch serves 2 x 2 micro-batches = 2 steps
+        args = SimpleNamespace(steps_per_generation=2, gradient_accumulation_steps=2)
+        return SimpleNamespace(
+            args=args, num_iterations=2, state=SimpleNamespace(global_step=global_step),
+            accelerator=SimpleNamespace(process_index=0), _step=0, _buffered_inputs=None,
+        )  # fmt: skip
+
+    with pytest.raises(CheckpointError, match="grpo_phase_0.pt: missing, and the checkpoint reuses"):
+        VLMGRPOTrainer._load_resume_state(trainer(3), str(tmp_path))
+    VLMGRPOTrainer._load_resume_state(trainer(4), str(tmp_path))  # at a phase boundary: generated afresh anyway
+
+
 # The GRPO run: 4 optimizer steps of 2 micro-batches, each generation batch used twice (num_iterations=2), a
 # checkpoint after every step, so checkpoint-3 falls mid-phase (step 4 reuses its buffered batch).
 GRPO_ARGS = (
@@ -171,6 +190,7 @@ def final_weights(output_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(output_dir / "model.safetensors")
 
 
+@pytest.mark.slow
 def test_a_grpo_run_killed_during_a_save_resumes_mid_phase_to_identical_weights(
     tmp_path: Path, tiny_vlm_dir: Path, caplog
 ) -> None:
