@@ -98,6 +98,11 @@ def measure_step(work: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
     model_dir = str(build_tiny_model(work / "step-model", args.step_family))
     root = generate_synthetic(work / "clips", train=args.clips_per_step * (args.steps + 1), val=1, test=1, seed=0)
     clips = load_bddoia(root, "train", num_frames=args.frames)
+    processor = load_processor(model_dir)
+    # A random model samples any token; one that is an image or video placeholder would break the log-prob pass.
+    placeholders = [
+        processor.tokenizer.convert_tokens_to_ids(t) for t in (processor.image_token, processor.video_token)
+    ]
     rows = []
     for clip_input in ("images", "video"):
         timer = StepTimer()
@@ -108,7 +113,7 @@ def measure_step(work: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
             per_device_train_batch_size=args.group,
             gradient_accumulation_steps=args.clips_per_step,
             max_completion_length=length,
-            generation_kwargs={"min_new_tokens": length},
+            generation_kwargs={"min_new_tokens": length, "suppress_tokens": placeholders},
             max_steps=1 + args.steps,
             learning_rate=1e-5,
             bf16=False,
@@ -123,7 +128,7 @@ def measure_step(work: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
             reward_funcs=completion_variety,
             args=config,
             train_dataset=to_rl_dataset(clips, clip_input=clip_input),
-            processing_class=load_processor(model_dir),
+            processing_class=processor,
             callbacks=[timer],
         )
         trainer.train()
