@@ -82,15 +82,32 @@ def renamed_aliases(argv: Sequence[str]) -> list[str]:
 def parse_recipe(dataclass_types: tuple[type, ...], argv: Sequence[str] | None = None) -> tuple:
     """A stage script's arguments: ``--config recipe.yaml`` plus command-line overrides of the same keys, parsed by
     ``TrlParser`` into ``dataclass_types`` (script arguments, training arguments, ``ModelConfig``). ``ddp_backend``
-    defaults to gloo for launched processes without GPU; unknown keys in the YAML or on the command line, or launched
-    processes that would not train together, raise ``ValueError``."""
+    defaults to gloo for launched processes without GPU; a recipe that is not YAML, unknown keys in the YAML or on
+    the command line, a bad option value (`vlmrl_trl.options.validate_options`), or launched processes that would
+    not train together raise ``ValueError``, all before any data or model is loaded."""
+    from .options import read_recipe, validate_options
+
     parser = TrlParser(dataclass_types)
     set_launch_defaults(parser)
     argv = renamed_aliases(sys.argv[1:] if argv is None else argv)
+    recipe = recipe_path(argv)
+    if recipe is not None:
+        read_recipe(recipe)  # names the file on a YAML error (TRL's would not) and logs its env: variables
     parsed = parser.parse_args_and_config(args=argv, fail_with_unknown_args=True)
+    validate_options(parsed)
     check_launch(parsed[1])
     parsed[1].resume_from_checkpoint = checkpoint_to_resume(parsed[1])
     return tuple(parsed)
+
+
+def recipe_path(argv: Sequence[str]) -> str | None:
+    """The ``--config`` file named in ``argv``, if any."""
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--config="):
+            return arg.removeprefix("--config=")
+    return None
 
 
 def checkpoint_to_resume(args: TrainingArguments) -> str | None:
@@ -145,14 +162,23 @@ def run_script(
     main: Callable[..., Any],
     argv: Sequence[str] | None = None,
 ) -> int:
-    """The stage scripts' entry point: parse, train, close the process group; a bad recipe or option exits 2
-    with one readable line naming the script."""
+    """The stage scripts' entry point: parse, train, close the process group; a bad recipe or option, and a data
+    or checkpoint error while training, exit 2 with one readable line naming the script (``VLMRL_VERBOSE=1``
+    raises instead, with the traceback)."""
+    from .cli import one_line
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         args = parse_args(argv)
     except (ValueError, FileNotFoundError) as err:
         print(f"{name}: error: {err}", file=sys.stderr)
         return 2
-    main(*args)
+    try:
+        main(*args)
+    except (ValueError, OSError) as err:  # bad data (BDDOIADataError is a ValueError), a corrupt checkpoint
+        if os.environ.get("VLMRL_VERBOSE", "") not in ("", "0"):
+            raise
+        print(f"{name}: error: {one_line(err)}", file=sys.stderr)
+        return 2
     end_distributed()
     return 0
