@@ -254,6 +254,135 @@ def _build_llava(sizes: TinySizes) -> tuple[Any, Any]:
     return LlavaForConditionalGeneration(config), processor
 
 
+def _anyres_grid(sizes: TinySizes) -> tuple[int, list[list[int]]]:
+    """Tile side and grid pinpoints of the tiny anyres families: half-size tiles and three small grids, so a frame
+    becomes a base tile plus one or two grid tiles and the vision work stays tiny."""
+    tile = sizes.image_size // 2
+    return tile, [[tile, tile], [tile, 2 * tile], [2 * tile, tile]]
+
+
+def _build_llava_next(sizes: TinySizes) -> tuple[Any, Any]:
+    from transformers import (
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextImageProcessor,
+        LlavaNextProcessor,
+    )
+    from trl.chat_template_utils import llava_next_chat_template
+
+    tokenizer = build_tiny_tokenizer(
+        sizes.vocab_size,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        extra_special_tokens=("<image>",),
+        image_token="<image>",
+        padding_side="left",
+    )
+    tile, pinpoints = _anyres_grid(sizes)
+    vision = dict(
+        model_type="clip_vision_model",
+        hidden_size=sizes.vision_hidden_size,
+        intermediate_size=4 * sizes.vision_hidden_size,
+        # One layer more than asked: LLaVA-Next reads features from layer -2, so the last layer is never used.
+        num_hidden_layers=sizes.vision_layers + 1,
+        num_attention_heads=sizes.vision_heads,
+        image_size=tile,
+        patch_size=sizes.patch_size,
+        projection_dim=sizes.vision_hidden_size,
+    )
+    config = LlavaNextConfig(
+        vision_config=vision,
+        text_config=dict(_text_fields(sizes, tokenizer), model_type="llama"),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        image_grid_pinpoints=pinpoints,
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+        tie_word_embeddings=False,
+    )
+    image_processor = LlavaNextImageProcessor(
+        size={"shortest_edge": tile}, crop_size={"height": tile, "width": tile}, image_grid_pinpoints=pinpoints
+    )
+    processor = LlavaNextProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=sizes.patch_size,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=llava_next_chat_template,
+    )
+    return LlavaNextForConditionalGeneration(config), processor
+
+
+# LLaVA-OneVision's ChatML template (Qwen2 text model), with the assistant turn inside generation markers.
+LLAVA_ONEVISION_CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{% if message['content'] is string %}{% set content = [{'type': 'text', 'text': message['content']}] %}"
+    "{% else %}{% set content = message['content'] %}{% endif %}"
+    "{% if message['role'] == 'assistant' %}{% generation %}"
+    "{% for item in content | selectattr('type', 'equalto', 'text') %}{{ item['text'] }}{% endfor %}"
+    "{{ '<|im_end|>\\n' }}{% endgeneration %}"
+    "{% else %}{% for item in content %}{% if item['type'] == 'image' %}{{ '<image>' }}"
+    "{% elif item['type'] == 'video' %}{{ '<video>' }}{% endif %}{% endfor %}"
+    "{% for item in content | selectattr('type', 'equalto', 'text') %}{{ '\\n' + item['text'] }}{% endfor %}"
+    "{{ '<|im_end|>\\n' }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def _build_llava_onevision(sizes: TinySizes) -> tuple[Any, Any]:
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        LlavaOnevisionImageProcessor,
+        LlavaOnevisionProcessor,
+        LlavaOnevisionVideoProcessor,
+    )
+
+    tokenizer = build_tiny_tokenizer(
+        sizes.vocab_size,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens=("<|im_start|>", "<image>", "<video>"),
+        image_token="<image>",
+        video_token="<video>",
+        padding_side="left",
+    )
+    tile, pinpoints = _anyres_grid(sizes)
+    vision = dict(
+        model_type="siglip_vision_model",
+        hidden_size=sizes.vision_hidden_size,
+        intermediate_size=4 * sizes.vision_hidden_size,
+        num_hidden_layers=sizes.vision_layers,
+        num_attention_heads=sizes.vision_heads,
+        image_size=tile,
+        patch_size=sizes.patch_size,
+        vision_use_head=False,  # OneVision reads the last hidden state: a head would never be trained
+    )
+    ids = tokenizer.convert_tokens_to_ids
+    config = LlavaOnevisionConfig(
+        vision_config=vision,
+        text_config=dict(_text_fields(sizes, tokenizer), model_type="qwen2"),
+        image_token_id=ids("<image>"),
+        video_token_id=ids("<video>"),
+        image_grid_pinpoints=pinpoints,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="full",
+        tie_word_embeddings=False,
+    )
+    side = {"height": tile, "width": tile}
+    processor = LlavaOnevisionProcessor(
+        image_processor=LlavaOnevisionImageProcessor(size=side, image_grid_pinpoints=pinpoints),
+        video_processor=LlavaOnevisionVideoProcessor(size=side),
+        tokenizer=tokenizer,
+        num_image_tokens=(tile // sizes.patch_size) ** 2,
+        vision_feature_select_strategy="full",
+        chat_template=LLAVA_ONEVISION_CHAT_TEMPLATE,
+    )
+    return LlavaOnevisionForConditionalGeneration(config), processor
+
+
 def _build_gemma3(sizes: TinySizes) -> tuple[Any, Any]:
     import torch
     from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessor, Gemma3Processor
@@ -284,7 +413,9 @@ def _build_gemma3(sizes: TinySizes) -> tuple[Any, Any]:
     text = dict(
         _text_fields(sizes, tokenizer),
         head_dim=sizes.text_hidden_size // sizes.text_heads,
-        sliding_window=512,
+        # A window shorter than a prompt and both layer types, so the tiny model exercises sliding attention.
+        sliding_window=8,
+        layer_types=[("sliding_attention", "full_attention")[i % 2] for i in range(sizes.text_layers)],
     )
     ids = tokenizer.convert_tokens_to_ids
     config = Gemma3Config(
@@ -311,6 +442,8 @@ def _build_gemma3(sizes: TinySizes) -> tuple[Any, Any]:
 
 FAMILIES: dict[str, Callable[[TinySizes], tuple[Any, Any]]] = {
     "llava": _build_llava,
+    "llava_next": _build_llava_next,
+    "llava_onevision": _build_llava_onevision,
     "gemma3": _build_gemma3,
     "qwen2_vl": _build_qwen2_vl,
     "qwen2_5_vl": _build_qwen2_5_vl,

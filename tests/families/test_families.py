@@ -30,7 +30,7 @@ FAMILIES = {
     "qwen2_5_vl": ("qwen_vl", True),
     "qwen3_vl": ("qwen_vl", True),
     "llava": ("llava", True),
-    "gemma3": ("gemma3", False),
+    "gemma3": ("gemma3", True),
 }
 
 

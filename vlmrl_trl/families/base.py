@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from ..trainers.prompt_packing import PackedPrompts
 from ..trainers.vision_cache import group_identical_rows
 
 # Per-token inputs: one value per prompt (or prompt + completion) token, laid out like `input_ids`.
@@ -145,6 +146,13 @@ class FamilyAdapter:
 
     def after_prefill(self, model: nn.Module, inverse: torch.Tensor) -> None:
         """Expand whatever the prefill of the distinct prompts left on the model to all rows (`inverse`)."""
+
+    def packed_attention_mask(
+        self, model: nn.Module, packed: PackedPrompts, visual: dict[str, Any]
+    ) -> torch.Tensor | dict[str, torch.Tensor]:
+        """The attention mask of a packed forward (`visual`: the packed groups' inputs): the tree mask as it is, or
+        one per attention layer type where the family's attention differs from causal."""
+        return packed.attention_mask
 
     def packed_inputs(self, visual: dict[str, Any]) -> dict[str, Any]:
         """The visual inputs a packed forward takes (per-token inputs are replaced by explicit positions)."""

@@ -15,6 +15,7 @@ from torch import nn
 from transformers.models.gemma3.modeling_gemma3 import Gemma3Model
 from transformers.models.llava.modeling_llava import LlavaModel
 
+from ..trainers.prompt_packing import PackedPrompts
 from ..trainers.vision_cache import group_identical_rows
 from .base import FamilyAdapter
 
@@ -95,14 +96,35 @@ class PerImageAdapter(FamilyAdapter):
         return expand_outputs(original(backbone, **call), ("pooler_output",), inverse)
 
 
+def image_blocks(token_type_ids: torch.Tensor) -> torch.Tensor:
+    """Each token's image: runs of image tokens (`token_type_ids == 1`) numbered from 0 along the row, -1 for text."""
+    is_image = token_type_ids == 1
+    starts = is_image & ~torch.nn.functional.pad(is_image, (1, 0))[:, :-1]
+    return torch.where(is_image, starts.long().cumsum(-1) - 1, -1)
+
+
 class BidirectionalImageAdapter(PerImageAdapter):
     """Gemma 3: per-image inputs, with `token_type_ids` making the tokens of an image attend to each other
-    bidirectionally."""
+    bidirectionally, and sliding-window attention in some layers."""
 
     name: ClassVar[str] = "gemma3"
     backbones: ClassVar[tuple[type[nn.Module], ...]] = (Gemma3Model,)
     visual_keys: ClassVar[frozenset[str]] = frozenset({"pixel_values", "token_type_ids"})
-    packing_fallback: ClassVar[str | None] = (
-        "image tokens attend to each other bidirectionally (`token_type_ids`), which the packed prompts' causal "
-        "tree mask does not express"
-    )
+
+    def packed_attention_mask(
+        self, model: nn.Module, packed: PackedPrompts, visual: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
+        """Gemma 3's two masks on the packed layout, as its forward composes them from `token_type_ids`: full
+        attention OR(tree, same image), sliding attention AND(that, key within the window of the query), both at
+        the positions the tokens have in their own rows. Images lie in the shared prompt only."""
+        tree = packed.attention_mask[:, 0]
+        groups, length = packed.input_ids.shape
+        blocks = torch.full((groups, length), -1, dtype=torch.long, device=tree.device)
+        shared = packed.shared_width  # images lie there: a prompt never ends with an image token
+        blocks[:, :shared] = image_blocks(visual["token_type_ids"][:, :shared]).to(tree.device)
+        same_image = (blocks[:, :, None] == blocks[:, None, :]) & (blocks[:, :, None] >= 0)
+        full = tree | same_image
+        positions = packed.position_ids
+        window = model.config.get_text_config().sliding_window
+        in_window = positions[:, None, :] > positions[:, :, None] - window
+        return {"full_attention": full[:, None], "sliding_attention": (full & in_window)[:, None]}

@@ -393,10 +393,16 @@ class VLMGRPOTrainer(CompleteCheckpoints, GRPOTrainer):
             self._tokenizer.pad_token_id,
             position_ids=self.adapter.position_ids(model, input_ids, attention_mask, visual),
         )
-        mask = packed.attention_mask
+        packed_visual = self.adapter.select_rows(visual, num_images, packed.first.tolist())
+        mask = self.adapter.packed_attention_mask(model, packed, packed_visual)
         if self.model.config.get_text_config()._attn_implementation == "eager":
             dtype = next(self.model.parameters()).dtype
-            mask = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
+
+            def additive(allowed: torch.Tensor) -> torch.Tensor:
+                blocked = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+                return blocked.masked_fill(~allowed, torch.finfo(dtype).min)
+
+            mask = {key: additive(m) for key, m in mask.items()} if isinstance(mask, dict) else additive(mask)
         with self.accelerator.autocast():
             outputs = model(
                 input_ids=packed.input_ids,
@@ -404,7 +410,7 @@ class VLMGRPOTrainer(CompleteCheckpoints, GRPOTrainer):
                 position_ids=packed.position_ids,
                 shift_labels=packed.shift_labels,
                 fused_lm_head=True,
-                **self.adapter.packed_inputs(self.adapter.select_rows(visual, num_images, packed.first.tolist())),
+                **self.adapter.packed_inputs(packed_visual),
             )
         return packed.unpack(outputs.log_probs), packed.unpack(outputs.entropy) if compute_entropy else None
 

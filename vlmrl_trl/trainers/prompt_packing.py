@@ -25,6 +25,7 @@ class PackedPrompts:
     shift_labels: torch.Tensor  # (groups, length): the token each position predicts, -100 where none is scored
     first: torch.Tensor  # (groups,): the first row of each group, to pick per-row inputs such as frames
     index: torch.Tensor  # (rows, completion_length): flat index into (groups * length) of each scored position
+    shared_width: int  # the shared prompt's positions at the start of each packed sequence (its last token aside)
 
     def unpack(self, packed: torch.Tensor) -> torch.Tensor:
         """Per-position values of the packed sequences (groups, length) back in the rows' completion layout."""
@@ -97,4 +98,5 @@ def pack_shared_prompts(
         shift_labels=labels,
         first=first,
         index=index,
+        shared_width=shared,
     )
