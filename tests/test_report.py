@@ -3,11 +3,15 @@ comparison page sets two runs side by side."""
 
 from __future__ import annotations
 
+import fnmatch
 import re
+import tomllib
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
+import vlmrl_trl
 from vlmrl_trl.metrics import score_records
 from vlmrl_trl.report import (
     FP,
@@ -178,3 +182,12 @@ def test_compare_page_sets_per_class_f1_side_by_side_and_lists_the_changed_clips
     with pytest.raises(ValueError, match="share no clip_id"):
         render_comparison(before, [{**r, "clip_id": "x"} for r in after], score_records(before),
                           score_records(after), tmp_path)  # fmt: skip
+
+
+def test_the_page_templates_ship_as_package_data():
+    package = Path(vlmrl_trl.__file__).parent
+    pyproject = tomllib.loads((package.parent / "pyproject.toml").read_text())
+    globs = pyproject["tool"]["setuptools"]["package-data"]["vlmrl_trl"]
+    templates = [p.relative_to(package).as_posix() for p in (package / "templates").iterdir()]
+    assert {"base.html.j2", "report.html.j2", "compare.html.j2"} <= {Path(t).name for t in templates}
+    assert all(any(fnmatch.fnmatch(t, g) for g in globs) for t in templates), (templates, globs)

@@ -10,14 +10,15 @@ the label set's labels (``label_set``, BDD-OIA's by default) where it has them. 
 
 from __future__ import annotations
 
-import html
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import jinja2
 from PIL import Image, ImageDraw, ImageFont
 
 from .labels import BDDOIA, LabelSet
@@ -216,15 +217,27 @@ def sample_indices(n: int, k: int, seed: int) -> list[int]:
     return list(range(n)) if k >= n else sorted(random.Random(seed).sample(range(n), k))
 
 
-def _reason_chips(true_bits: Sequence[int], decision: Decision | None, names: Sequence[tuple[str, str]]) -> str:
+@dataclass(frozen=True)
+class _Image:
+    """A PNG written next to the page: its path relative to the page and its CSS size."""
+
+    src: str
+    width: int
+    height: int
+
+
+def _reason_chips(
+    true_bits: Sequence[int], decision: Decision | None, names: Sequence[tuple[str, str]]
+) -> list[tuple[str, str, str]]:
+    """The (kind, id, label) of each reason that is true or predicted: kind is 'tp', 'fp' or 'missed'."""
     pred = set(decision.reasons) if decision is not None else set()
     chips = []
     for bit, (rid, label) in enumerate(names):
         truth, said = bool(true_bits[bit]), rid in pred
         kind = "tp" if truth and said else "fp" if said else "missed" if truth else None
         if kind:
-            chips.append(f'<span class="reason {kind}" title="{rid} ({kind})">{html.escape(label)}</span>')
-    return "".join(chips) or '<span class="none">no reasons, true or predicted</span>'
+            chips.append((kind, rid, label))
+    return chips
 
 
 def _sample_f1(t: Sequence[int], p: Sequence[int]) -> float:
@@ -259,11 +272,6 @@ class _Answer:
         """What the answer decided (None when it did not parse), to tell whether two runs answered alike."""
         return (tuple(self.actions), tuple(self.reasons)) if self.decision else None
 
-    def scene(self) -> str:
-        if self.decision is None:
-            return f'<span class="error">invalid output: {html.escape(str(self.parsed))}</span>'
-        return html.escape(self.decision.scene) or "<i>(no scene text)</i>"
-
 
 def _names(metrics: Mapping[str, Any], label_set: LabelSet) -> dict[str, list[tuple[str, str]]]:
     return {group: class_names(metrics, group, label_set) for group in GROUPS}
@@ -273,132 +281,34 @@ def _action_names(bits: Sequence[int], names: Sequence[tuple[str, str]]) -> str:
     return ", ".join(label for (_, label), b in zip(names, bits, strict=True) if b) or "none"
 
 
-def _true_scene(rec: Mapping[str, Any]) -> str:
+def _true_scene(rec: Mapping[str, Any]) -> str | None:
     scene = rec.get("true_scene")
-    return html.escape(scene) if isinstance(scene, str) and scene else "<i>no description in the data</i>"
+    return scene if isinstance(scene, str) and scene else None
 
 
-def _clip_card(
-    i: int, rec: Mapping[str, Any], answer: _Answer, frames_img: str | None, actions_img: str, names: dict
-) -> str:
-    clip = html.escape(str(rec.get("clip_id", f"#{i}")))
-    truth_names = _action_names(rec["actions"], names["actions"])
-    pred_names = _action_names(answer.actions, names["actions"]) if answer.decision else "unparsed output"
-    frames = (
-        f'<img class="frames" {frames_img} alt="frames of {clip}">'
-        if frames_img
-        else '<div class="noframes">frames not found</div>'
+@cache
+def _templates() -> jinja2.Environment:
+    """The pages' Jinja2 templates (package data in ``vlmrl_trl/templates``), autoescaped and strict about names."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("vlmrl_trl", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
     )
-    scores = f"action F1 {answer.action_f1:.2f} · reason F1 {answer.reason_f1:.2f}"
-    data = (
-        f'data-order="{i}" data-action="{answer.action_f1:.4f}" data-reason="{answer.reason_f1:.4f}" '
-        f'data-invalid="{int(answer.decision is None)}" data-badactions="{int(not answer.actions_right)}" '
-        f'data-badreasons="{int(not answer.reasons_right)}"'
-    )
-    return f"""
-<section class="clip" id="clip-{i}" {data}>
-  <header><span class="clipid">{clip}</span><span class="scores">{scores}</span></header>
-  {frames}
-  <div class="body">
-    <img class="actions" {actions_img} alt="G: {html.escape(truth_names)}; P: {html.escape(pred_names)}"
-         title="G: {html.escape(truth_names)} | P: {html.escape(pred_names)}">
-    <div class="text">
-      <dl class="scenes"><dt>true scene</dt><dd>{_true_scene(rec)}</dd>
-      <dt>predicted</dt><dd>{answer.scene()}</dd></dl>
-      <div class="reasons">{_reason_chips(rec["reasons"], answer.decision, names["reasons"])}</div>
-    </div>
-  </div>
-  <details><summary>raw output</summary><pre>{html.escape(rec["text"])}</pre></details>
-</section>"""
+    env.globals["colours"] = {"tp": TP, "fp": FP, "missed": MISSED, "truth": TRUTH, "ink": INK, "muted": MUTED}
+    return env
 
 
-_CSS = f"""
-body {{ font-family: -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; color: {INK}; margin: 24px auto;
-       max-width: 1180px; padding: 0 16px; background: #fafafa; }}
-h1 {{ font-size: 22px; margin: 0 0 4px; }} h2 {{ font-size: 17px; margin: 22px 0 6px; }}
-.sub {{ color: {MUTED}; margin: 0 0 16px; }}
-table.metrics {{ border-collapse: collapse; margin: 8px 0 16px; background: white; }}
-table.metrics th, table.metrics td {{ padding: 4px 12px; border-bottom: 1px solid #e0e0e0; text-align: right; }}
-table.metrics th:first-child, table.metrics td:first-child {{ text-align: left; }}
-td.up {{ color: {TP}; font-weight: 600; }} td.down {{ color: {FP}; font-weight: 600; }}
-.legend {{ margin: 12px 0 12px; color: {MUTED}; }} .legend span {{ margin-right: 10px; }}
-.tools {{ position: sticky; top: 0; background: #fafafa; padding: 8px 0; margin-bottom: 8px; z-index: 1;
-          border-bottom: 1px solid #e0e0e0; }}
-.tools label {{ margin-right: 14px; }} .tools select {{ font: inherit; }} #shown {{ color: {MUTED}; }}
-.clip {{ background: white; border: 1px solid #e0e0e0; border-radius: 8px; padding: 10px 12px; margin: 0 0 14px; }}
-.clip header {{ display: flex; justify-content: space-between; font-size: 14px; margin-bottom: 6px; }}
-.clipid {{ font-family: "DejaVu Sans Mono", monospace; font-weight: 600; }} .scores {{ color: {MUTED}; }}
-img.frames {{ display: block; max-width: 100%; height: auto; border-radius: 4px; }}
-.noframes {{ color: {MUTED}; font-style: italic; padding: 8px 0; }}
-.body {{ display: flex; gap: 16px; align-items: flex-start; margin-top: 8px; flex-wrap: wrap; }}
-img.actions {{ flex: none; }}
-.text {{ flex: 1; min-width: 280px; }} .error {{ color: {FP}; }}
-dl.scenes {{ display: grid; grid-template-columns: max-content 1fr; gap: 2px 10px; margin: 0 0 6px; }}
-dl.scenes dt {{ color: {MUTED}; font-size: 13px; padding-top: 1px; }} dl.scenes dd {{ margin: 0; }}
-.reason {{ display: inline-block; border-radius: 12px; padding: 2px 9px; margin: 0 5px 5px 0; font-size: 13px;
-           border: 1px solid; }}
-.reason.tp {{ color: white; background: {TP}; border-color: {TP}; }}
-.reason.fp {{ color: white; background: {FP}; border-color: {FP}; }}
-.reason.missed {{ color: #616161; background: #eeeeee; border: 1px dashed {MISSED}; }}
-.none {{ color: {MUTED}; font-size: 13px; }}
-.runs {{ display: grid; grid-template-columns: 1fr 1fr; gap: 12px; margin-top: 8px; }}
-.run h3 {{ font-size: 14px; margin: 0 0 4px; color: {MUTED}; }}
-details {{ margin-top: 4px; font-size: 12px; color: {MUTED}; }}
-pre {{ white-space: pre-wrap; word-break: break-word; background: #f5f5f5; padding: 6px; border-radius: 4px; }}
-"""
-
-# Sorts the clip cards by a data-* attribute (ascending; "-name" descending) and shows those a filter keeps.
-_SCRIPT = """
-<script>
-(function () {
-  const list = document.getElementById("clips"), cards = Array.from(list.children);
-  const sort = document.getElementById("sort"), show = document.getElementById("filter");
-  function update() {
-    const key = sort.value.replace(/^-/, ""), sign = sort.value.startsWith("-") ? -1 : 1;
-    cards.slice().sort((a, b) => sign * (a.dataset[key] - b.dataset[key]) || a.dataset.order - b.dataset.order)
-      .forEach((card) => list.appendChild(card));
-    let shown = 0;
-    cards.forEach((card) => {
-      const keep = show.value === "all" || card.dataset[show.value] === "1";
-      card.hidden = !keep;
-      shown += keep;
-    });
-    document.getElementById("shown").textContent = shown + " of " + cards.length + " clips shown";
-  }
-  sort.addEventListener("change", update);
-  show.addEventListener("change", update);
-  update();
-})();
-</script>"""
+def _write_page(path: Path, template: str, **context: Any) -> Path:
+    path.write_text(_templates().get_template(template).render(groups=GROUPS, **context), encoding="utf-8")
+    return path
 
 
-def _tools(sorts: Sequence[tuple[str, str]], filters: Sequence[tuple[str, str]]) -> str:
-    """The sort and filter controls: (data attribute, text) pairs; filters keep cards whose attribute is 1."""
-    sort = "".join(f'<option value="{value}">{text}</option>' for value, text in sorts)
-    keep = "".join(f'<option value="{value}">{text}</option>' for value, text in [("all", "all clips"), *filters])
-    return (
-        f'<div class="tools"><label>sort <select id="sort">{sort}</select></label>'
-        f'<label>show <select id="filter">{keep}</select></label><span id="shown"></span></div>'
-    )
-
-
-def _metrics_table(metrics: Mapping[str, Any]) -> str:
-    keys = ("f1_all", "mf1", "micro_f1", "exact_match", "accuracy")
-    head = "".join(f"<th>{k}</th>" for k in keys)
-    rows = "".join(
-        f"<tr><td>{group}</td>" + "".join(f"<td>{metrics[group][k]:.4f}</td>" for k in keys) + "</tr>"
-        for group in GROUPS
-    )
-    return f'<table class="metrics"><tr><th></th>{head}</tr>{rows}</table>'
-
-
-def _save(img: Image.Image, path: Path) -> str:
+def _save(img: Image.Image, path: Path) -> _Image:
     img.save(path)
-    return f"{path.parent.name}/{path.name}"
-
-
-def _html_size(img: Image.Image) -> str:
-    return f'width="{img.width // _SCALE}" height="{img.height // _SCALE}"'
+    return _Image(f"{path.parent.name}/{path.name}", img.width // _SCALE, img.height // _SCALE)
 
 
 def _fresh_images(folder: Path) -> Path:
@@ -409,37 +319,36 @@ def _fresh_images(folder: Path) -> Path:
     return folder
 
 
-def _actions_image(images: Path, names: dict, true_bits: Sequence[int], pred_bits: Sequence[int] | None) -> str:
-    """The G/P arrow pads as an ``<img>``'s attributes; one PNG per distinct (G, P) pair, shared by its clips."""
+def _actions_image(images: Path, names: dict, true_bits: Sequence[int], pred_bits: Sequence[int] | None) -> _Image:
+    """The G/P arrow pads; one PNG per distinct (G, P) pair, shared by its clips."""
     img = draw_actions(true_bits, pred_bits, [cid for cid, _ in names["actions"]])
     name = f"actions_G{''.join(map(str, true_bits))}_P{''.join(map(str, pred_bits)) if pred_bits else 'x'}.png"
-    src = f"{images.name}/{name}" if (images / name).is_file() else _save(img, images / name)
-    return f'src="{src}" {_html_size(img)}'
+    if (images / name).is_file():
+        return _Image(f"{images.name}/{name}", img.width // _SCALE, img.height // _SCALE)
+    return _save(img, images / name)
 
 
-def _frames_image(images: Path, name: str, frames: Sequence[Image.Image] | None) -> str | None:
-    if not frames:
-        return None
-    strip = draw_frames(frames)
-    return f'src="{_save(strip, images / name)}" {_html_size(strip)}'
+def _frames_image(images: Path, name: str, frames: Sequence[Image.Image] | None) -> _Image | None:
+    return _save(draw_frames(frames), images / name) if frames else None
 
 
-def _page(title: str, body: str) -> str:
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>{_CSS}</style></head>
-<body>
-<h1>{html.escape(title)}</h1>
-{body}
-</body></html>
-"""
-
-
-_LEGEND = (
-    f'<span style="color:{TRUTH}">&#9632; G: ground-truth action</span>'
-    f'<span style="color:{TP}">&#9632; true positive</span><span style="color:{FP}">&#9632; false positive</span>'
-    f'<span style="color:{MISSED}">&#9633; missed</span><span>stop sign = stop/slow down</span>'
-)
+def _clip_card(
+    i: int, rec: Mapping[str, Any], answer: _Answer, images: Path, names: dict, frames: FrameSource | None
+) -> dict[str, Any]:
+    """What the report shows of one sampled clip; its PNGs are written on the way."""
+    pred_bits = answer.actions if answer.decision else None
+    return {
+        "i": i,
+        "clip": str(rec.get("clip_id", f"#{i}")),
+        "answer": answer,
+        "actions": _actions_image(images, names, rec["actions"], pred_bits),
+        "frames": _frames_image(images, f"clip{i:05d}_frames.png", frames(rec) if frames is not None else None),
+        "truth_names": _action_names(rec["actions"], names["actions"]),
+        "pred_names": "unparsed output" if pred_bits is None else _action_names(pred_bits, names["actions"]),
+        "true_scene": _true_scene(rec),
+        "chips": _reason_chips(rec["reasons"], answer.decision, names["reasons"]),
+        "text": rec["text"],
+    }
 
 
 def render_report(
@@ -459,68 +368,22 @@ def render_report(
     out = Path(out_dir)
     images = _fresh_images(out / IMAGES_DIR)
     names = _names(metrics, label_set)
-    bars = draw_f1_bars(metrics)
-    bars_src = _save(bars, images / "f1_bars.png")
+    bars = _save(draw_f1_bars(metrics), images / "f1_bars.png")
     picked = sample_indices(len(records), samples, seed)
-    cards = []
-    for i in picked:
-        rec = records[i]
-        answer = _Answer(rec, names, label_set)
-        actions_img = _actions_image(images, names, rec["actions"], answer.actions if answer.decision else None)
-        frames_img = _frames_image(images, f"clip{i:05d}_frames.png", frames(rec) if frames is not None else None)
-        cards.append(_clip_card(i, rec, answer, frames_img, actions_img, names))
-    n_invalid = sum(not isinstance(parse_decision(r["text"], label_set), Decision) for r in records)
-    tools = _tools(
-        [("order", "clip order"), ("action", "worst action F1 first"), ("reason", "worst reason F1 first")],
-        [("badactions", "wrong actions"), ("badreasons", "wrong reasons"), ("invalid", "invalid outputs")],
+    cards = [_clip_card(i, records[i], _Answer(records[i], names, label_set), images, names, frames) for i in picked]
+    return _write_page(
+        out / REPORT_FILE,
+        "report.html.j2",
+        title=title,
+        metrics=metrics,
+        n_invalid=sum(not isinstance(parse_decision(r["text"], label_set), Decision) for r in records),
+        seed=seed,
+        keys=("f1_all", "mf1", "micro_f1", "exact_match", "accuracy"),
+        bars=bars,
+        sorts=[("order", "clip order"), ("action", "worst action F1 first"), ("reason", "worst reason F1 first")],
+        filters=[("badactions", "wrong actions"), ("badreasons", "wrong reasons"), ("invalid", "invalid outputs")],
+        cards=cards,
     )
-    body = f"""<p class="sub">{metrics["n"]} clips · JSON validity {metrics["json_validity"]:.3f} ({n_invalid} invalid
-outputs; strict, nothing but the JSON: {metrics["strict_json_validity"]:.3f}) ·
-showing {len(picked)} clips sampled with seed {seed}</p>
-{_metrics_table(metrics)}
-<img class="bars" src="{bars_src}" {_html_size(bars)} alt="per-class F1 bars">
-<p class="legend">{_LEGEND}</p>
-{tools}
-<div id="clips">{"".join(cards)}</div>
-{_SCRIPT}"""
-    path = out / REPORT_FILE
-    path.write_text(_page(title, body), encoding="utf-8")
-    return path
-
-
-def _change_cell(before: float, after: float) -> str:
-    delta = after - before
-    kind = "up" if delta >= 0.0005 else "down" if delta <= -0.0005 else ""
-    return f'<td class="{kind}">{delta:+.3f}</td>'
-
-
-def _compare_tables(before: Mapping[str, Any], after: Mapping[str, Any], labels: tuple[str, str]) -> str:
-    """The headline metrics and every class's F1 of two runs side by side, with the change."""
-    head = f"<tr><th></th><th>{html.escape(labels[0])}</th><th>{html.escape(labels[1])}</th><th>change</th>"
-    rows = [
-        f"<tr><td>{group} {key}</td><td>{before[group][key]:.3f}</td><td>{after[group][key]:.3f}</td>"
-        f"{_change_cell(before[group][key], after[group][key])}</tr>"
-        for group in GROUPS
-        for key in ("f1_all", "mf1", "exact_match")
-    ]
-    for key in ("json_validity", "strict_json_validity"):
-        if key in before and key in after:
-            rows.append(
-                f"<tr><td>{key}</td><td>{before[key]:.3f}</td><td>{after[key]:.3f}</td>"
-                f"{_change_cell(before[key], after[key])}</tr>"
-            )
-    tables = [f'<table class="metrics">{head}</tr>{"".join(rows)}</table>']
-    for group in GROUPS:
-        lines = "".join(
-            f'<tr><td title="{cid}">{html.escape(label)}</td><td>{before[group]["per_class"][cid]:.3f}</td>'
-            f"<td>{after[group]['per_class'][cid]:.3f}</td>"
-            f"{_change_cell(before[group]['per_class'][cid], after[group]['per_class'][cid])}"
-            f"<td>{before[group]['support'][cid]}</td></tr>"
-            for cid, label in class_names(before, group)
-        )
-        title = f"<h2>{group.capitalize()}: per-class F1</h2>"
-        tables.append(f'{title}<table class="metrics">{head}<th>support</th></tr>{lines}</table>')
-    return "".join(tables)
 
 
 def changed_answers(
@@ -550,33 +413,30 @@ def _change_card(
     answers: tuple[_Answer, _Answer],
     labels: tuple[str, str],
     images: Path,
-    frames_img: str | None,
+    frames_img: _Image | None,
     names: dict,
-) -> str:
-    clip = html.escape(str(rec.get("clip_id", f"#{i}")))
-    score = [(a.action_f1 + a.reason_f1) / 2 for a in answers]
-    delta = score[1] - score[0]
-    runs = []
-    for label, answer in zip(labels, answers, strict=True):
-        pads = _actions_image(images, names, rec["actions"], answer.actions if answer.decision else None)
-        runs.append(
-            f'<div class="run"><h3>{html.escape(label)} · action F1 {answer.action_f1:.2f} · reason F1 '
-            f'{answer.reason_f1:.2f}</h3><img class="actions" {pads} alt="{html.escape(label)} actions">'
-            f'<p>{answer.scene()}</p><div class="reasons">'
-            f"{_reason_chips(rec['reasons'], answer.decision, names['reasons'])}</div></div>"
-        )
-    frames = f'<img class="frames" {frames_img} alt="frames of {clip}">' if frames_img else ""
-    data = f'data-order="{i}" data-delta="{delta:.4f}" data-better="{int(delta > 0)}" data-worse="{int(delta < 0)}"'
-    verdict = "better" if delta > 0 else "worse" if delta < 0 else "as good"
-    return f"""
-<section class="clip" {data}>
-  <header><span class="clipid">{clip}</span><span class="scores">{verdict}: mean of action and reason F1
-  {score[0]:.2f} &rarr; {score[1]:.2f}</span></header>
-  {frames}
-  <dl class="scenes"><dt>true scene</dt><dd>{_true_scene(rec)}</dd><dt>true actions</dt>
-  <dd>{html.escape(_action_names(rec["actions"], names["actions"]))}</dd></dl>
-  <div class="runs">{"".join(runs)}</div>
-</section>"""
+) -> dict[str, Any]:
+    """What the comparison page shows of one changed clip: both runs' answers and the change in their mean F1."""
+    scores = [(a.action_f1 + a.reason_f1) / 2 for a in answers]
+    runs = [
+        {
+            "label": label,
+            "answer": answer,
+            "actions": _actions_image(images, names, rec["actions"], answer.actions if answer.decision else None),
+            "chips": _reason_chips(rec["reasons"], answer.decision, names["reasons"]),
+        }
+        for label, answer in zip(labels, answers, strict=True)
+    ]
+    return {
+        "i": i,
+        "clip": str(rec.get("clip_id", f"#{i}")),
+        "scores": scores,
+        "delta": scores[1] - scores[0],
+        "frames": frames_img,
+        "true_scene": _true_scene(rec),
+        "truth_names": _action_names(rec["actions"], names["actions"]),
+        "runs": runs,
+    }
 
 
 def render_comparison(
@@ -604,31 +464,29 @@ def render_comparison(
     if not shared:
         raise ValueError("the two prediction files share no clip_id: compare two runs on the same clips")
     deltas = [(b.action_f1 + b.reason_f1 - a.action_f1 - a.reason_f1) / 2 for _, a, b in changed]
-    better, worse = sum(d > 0 for d in deltas), sum(d < 0 for d in deltas)
     order = sorted(range(len(changed)), key=lambda k: deltas[k])[:max_clips]
     cards = []
     for n, k in enumerate(order):
         rec, a, b = changed[k]
         frames_img = _frames_image(images, f"clip{n:05d}_frames.png", frames(rec) if frames is not None else None)
         cards.append(_change_card(n, rec, (a, b), labels, images, frames_img, names))
-    tools = _tools(
-        [("delta", "got worse first"), ("-delta", "got better first")],
-        [("worse", "got worse"), ("better", "got better")],
+    return _write_page(
+        out / COMPARE_FILE,
+        "compare.html.j2",
+        title=f"{labels[0]} vs {labels[1]}",
+        labels=labels,
+        shared=shared,
+        only=len(before) + len(after) - 2 * shared,
+        n_changed=len(changed),
+        better=sum(d > 0 for d in deltas),
+        worse=sum(d < 0 for d in deltas),
+        before=before_metrics,
+        after=after_metrics,
+        class_names={group: class_names(before_metrics, group) for group in GROUPS},
+        sorts=[("delta", "got worse first"), ("-delta", "got better first")],
+        filters=[("worse", "got worse"), ("better", "got better")],
+        cards=cards,
     )
-    only = len(before) + len(after) - 2 * shared
-    body = f"""<p class="sub">{html.escape(labels[0])} against {html.escape(labels[1])} on {shared} shared clips
-{f"({only} clips in one run only, left out)" if only else ""} · {len(changed)} changed their answer: {better} got
-better, {worse} worse, {len(changed) - better - worse} as good (mean of the clip's action and reason F1) ·
-showing {len(cards)}</p>
-{_compare_tables(before_metrics, after_metrics, labels)}
-<h2>Clips whose answer changed</h2>
-<p class="legend">{_LEGEND}</p>
-{tools if cards else ""}
-<div id="clips">{"".join(cards) or '<p class="none">no clip changed its answer</p>'}</div>
-{_SCRIPT if cards else ""}"""
-    path = out / COMPARE_FILE
-    path.write_text(_page(f"{labels[0]} vs {labels[1]}", body), encoding="utf-8")
-    return path
 
 
 __all__ = [
