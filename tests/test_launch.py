@@ -97,3 +97,18 @@ def test_a_fresh_output_dir_starts_afresh_and_bad_resume_requests_name_the_optio
         checkpoint_to_resume(resume_args(tmp_path, "true"))
     with pytest.raises(FileNotFoundError, match="resume_from_checkpoint='.*missing' is not a checkpoint folder"):
         checkpoint_to_resume(resume_args(tmp_path, str(tmp_path / "missing")))
+
+
+def test_a_mistyped_key_is_named_with_the_closest_valid_one(tmp_path: Path) -> None:
+    from vlmrl_trl.sft import parse_args
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "tiny" / "sft" / "config_synthetic.yaml"
+    with pytest.raises(ValueError) as typed:
+        parse_args(["--config", str(recipe), "--learnin_rate", "1"])
+    assert str(typed.value).startswith("unknown key --learnin_rate (did you mean --learning_rate?) on the command")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(recipe.read_text() + "\nnum_frame: 2\n")
+    with pytest.raises(ValueError) as written:
+        parse_args(["--config", str(bad)])
+    message = str(written.value)
+    assert "num_frame (did you mean num_frames?)" in message and str(bad) in message and "\n" not in message

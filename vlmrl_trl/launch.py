@@ -12,8 +12,10 @@ point) the last.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -93,11 +95,34 @@ def parse_recipe(dataclass_types: tuple[type, ...], argv: Sequence[str] | None =
     recipe = recipe_path(argv)
     if recipe is not None:
         read_recipe(recipe)  # names the file on a YAML error (TRL's would not) and logs its env: variables
-    parsed = parser.parse_args_and_config(args=argv, fail_with_unknown_args=True)
+    try:
+        parsed = parser.parse_args_and_config(args=argv, fail_with_unknown_args=True)
+    except ValueError as err:
+        raise unknown_option_error(parser, err, recipe) from None
     validate_options(parsed)
     check_launch(parsed[1])
     parsed[1].resume_from_checkpoint = checkpoint_to_resume(parsed[1])
     return tuple(parsed)
+
+
+def unknown_option_error(parser: HfArgumentParser, err: ValueError, recipe: str | None) -> ValueError:
+    """TRL's unknown-argument error as one line: each unknown key as the user wrote it, where it came from (the
+    recipe or the command line) and the closest valid keys; other errors come back unchanged."""
+    message = str(err)
+    from_recipe = "config file" in message
+    if not from_recipe and "not used by the HfArgumentParser" not in message:
+        return err
+    unknown = re.findall(r"'(--[^']+)'", message)
+    valid = sorted({option for action in parser._actions for option in action.option_strings if "-" not in option[2:]})
+    hints = []
+    for option in unknown:
+        key = option.split("=", 1)[0]
+        close = difflib.get_close_matches(key, valid, n=2, cutoff=0.75)
+        written = key[2:] if from_recipe else key
+        suggestion = f" (did you mean {' or '.join(c[2:] if from_recipe else c for c in close)}?)" if close else ""
+        hints.append(f"{written}{suggestion}")
+    where = f"in the recipe {recipe}" if from_recipe else "on the command line"
+    return ValueError(f"unknown key {', '.join(hints)} {where}; run with --help for the valid keys")
 
 
 def recipe_path(argv: Sequence[str]) -> str | None:
