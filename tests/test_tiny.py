@@ -15,8 +15,14 @@ from trl import ModelConfig
 from vlmrl_trl.models import load_model, load_processor
 from vlmrl_trl.tiny import FAMILIES, build_tiny_model
 
-# Parameters the family's forward never uses by design: LLaVA reads its features from vision layer -2.
-UNUSED_BY_DESIGN = {"llava": ("vision_tower.encoder.layers.2.", "vision_tower.post_layernorm.")}
+# Parameters the family's forward never uses by design: LLaVA and LLaVA-Next read their features from vision layer
+# -2, LLaVA-OneVision reads the last layer's hidden state before SigLIP's final layer norm.
+_CLIP_LAST_LAYER = ("vision_tower.encoder.layers.2.", "vision_tower.post_layernorm.")
+UNUSED_BY_DESIGN = {
+    "llava": _CLIP_LAST_LAYER,
+    "llava_next": _CLIP_LAST_LAYER,
+    "llava_onevision": ("vision_tower.post_layernorm.",),
+}
 
 
 @pytest.fixture(scope="module", params=list(FAMILIES))

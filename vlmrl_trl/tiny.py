@@ -4,7 +4,9 @@ exactly as they read a hub checkpoint.
 
 They exist for tests, benchmarks and the demo, which cannot reach a model hub. Vision towers are kept free of parts
 the family's forward never uses (SigLIP heads: `vision_use_head=False`), so "every parameter is trained" holds,
-except LLaVA's last vision layer: its features come from layer -2 by design.
+except LLaVA's and LLaVA-Next's last vision layer (their features come from layer -2 by design) and OneVision's
+SigLIP final layer norm (it reads the last hidden state before it). The anyres families (LLaVA-Next, OneVision) cut
+frames into half-size tiles on three small grids, so a frame is two or three tiny tiles.
 """
 
 from __future__ import annotations

@@ -27,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--family",
         default="idefics3",
         choices=["idefics3", *FAMILIES],
-        help="architecture: idefics3 (SmolVLM, the default recipes' model), Qwen2-VL/2.5-VL/3-VL, LLaVA, Gemma 3",
+        help="architecture: idefics3 (SmolVLM, the default recipes' model), Qwen2-VL/2.5-VL/3-VL, LLaVA, LLaVA-Next, "
+        "LLaVA-OneVision, Gemma 3",
     )
     tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     for option, text in SIZE_OPTIONS.items():
