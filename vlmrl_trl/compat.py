@@ -180,6 +180,12 @@ INTERNALS: tuple[Internal, ...] = (
         Internal(
             f"transformers.models.{module}:{cls}",
             "get_rope_index",
+            ("llava_next.modeling_llava_next", "LlavaNextModel", ("pixel_values", "image_sizes")),
+            (
+                "llava_onevision.modeling_llava_onevision",
+                "LlavaOnevisionModel",
+                ("pixel_values", "image_sizes", "batch_num_images"),
+            ),
             ("input_ids", "mm_token_type_ids", "image_grid_thw", "attention_mask"),
             f"transformers 5.23.0 models/{module.split('.')[0]}",
             "the 3-D M-RoPE positions each packed token keeps; `rope_deltas` is expanded after the shared prefill",

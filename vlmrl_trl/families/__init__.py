@@ -10,13 +10,14 @@ from torch import nn
 
 from .base import FamilyAdapter
 from .flat_patches import FlatPatchesAdapter
-from .per_image import BidirectionalImageAdapter, PerImageAdapter
+from .per_image import BidirectionalImageAdapter, OnevisionImageAdapter, PerImageAdapter
 from .per_row import PerRowAdapter
 
 ADAPTERS: tuple[FamilyAdapter, ...] = (
     PerRowAdapter(),
     FlatPatchesAdapter(),
     PerImageAdapter(),
+    OnevisionImageAdapter(),
     BidirectionalImageAdapter(),
 )
 

@@ -1,8 +1,12 @@
-"""LLaVA and Gemma 3: one `pixel_values` entry per image in dim 0, the images of a row consecutive (`num_images`),
-one-dimensional positions.
+"""LLaVA, LLaVA-Next, LLaVA-OneVision and Gemma 3: one `pixel_values` entry per image in dim 0, the images of a row
+consecutive (`num_images`), one-dimensional positions.
 
-LLaVA-Next, LLaVA-OneVision and PaliGemma lay their inputs out the same way but are not verified against stock TRL
-here (no tiny offline build of them yet), so they have no adapter and run TRL's path."""
+LLaVA-Next and OneVision cut each image into anyres tiles: `pixel_values` is (images, tiles, C, H, W), tiles padded
+to the batch's most, and `image_sizes` (images, 2) says how many of them are real, so an image's entry and size
+move together. OneVision's processor tiles only the images of single-image rows and says so in `batch_num_images`
+(one count a row), which TRL 1.16 passes to generation but not to its log-prob passes: rows of several images fail
+there with stock TRL and here alike, rows of one image are exact. OneVision's video path is not shared: a row's video
+is (frames, C, H, W), so clips of different lengths do not stack into one batch."""
 
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ import torch
 from torch import nn
 from transformers.models.gemma3.modeling_gemma3 import Gemma3Model
 from transformers.models.llava.modeling_llava import LlavaModel
+from transformers.models.llava_next.modeling_llava_next import LlavaNextModel
+from transformers.models.llava_onevision.modeling_llava_onevision import LlavaOnevisionModel
 
 from ..trainers.prompt_packing import PackedPrompts
 from ..trainers.vision_cache import group_identical_rows
@@ -55,7 +61,7 @@ class PerImageAdapter(FamilyAdapter):
     """Rows own consecutive entries of the per-image inputs; `get_image_features` encodes each distinct image once."""
 
     name: ClassVar[str] = "llava"
-    backbones: ClassVar[tuple[type[nn.Module], ...]] = (LlavaModel,)
+    backbones: ClassVar[tuple[type[nn.Module], ...]] = (LlavaModel, LlavaNextModel)
     visual_keys: ClassVar[frozenset[str]] = frozenset({"pixel_values", "image_sizes"})
 
     def split_rows(self, visual: dict[str, Any], num_images: list[int] | None) -> dict[str, Any]:
@@ -79,14 +85,11 @@ class PerImageAdapter(FamilyAdapter):
 
     def shared_get_image_features(self, backbone: nn.Module, *args: Any, **kwargs: Any) -> Any:
         """One vision-tower pass over the distinct images of the call (each image is encoded on its own)."""
+        return self._encode_distinct(backbone, named_arguments(backbone, args, kwargs))
+
+    def _encode_distinct(self, backbone: nn.Module, call: dict[str, Any]) -> Any:
+        """`get_image_features(**call)` over the distinct images of `call`, expanded to all of them."""
         original = type(backbone).get_image_features
-        signature = inspect.signature(original)
-        bound = signature.bind(backbone, *args, **kwargs).arguments
-        # Every argument by name: the decorators fill unset options from the config by keyword.
-        call = {}
-        for name, value in list(bound.items())[1:]:
-            kind = signature.parameters[name].kind
-            call.update(value if kind is inspect.Parameter.VAR_KEYWORD else {name: value})
         per_image = {key: call[key] for key in PER_IMAGE_ARGUMENTS if call.get(key) is not None}
         first, inverse = group_identical_rows(*per_image.values())
         if first.numel() == inverse.numel():
@@ -94,6 +97,37 @@ class PerImageAdapter(FamilyAdapter):
         for key, value in per_image.items():
             call[key] = value[first.to(value.device)]
         return expand_outputs(original(backbone, **call), ("pooler_output",), inverse)
+
+
+def named_arguments(backbone: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A `get_image_features` call's arguments, every one by name: the decorators fill unset options from the config
+    by keyword."""
+    signature = inspect.signature(type(backbone).get_image_features)
+    bound = signature.bind(backbone, *args, **kwargs).arguments
+    call: dict[str, Any] = {}
+    for name, value in list(bound.items())[1:]:
+        kind = signature.parameters[name].kind
+        call.update(value if kind is inspect.Parameter.VAR_KEYWORD else {name: value})
+    return call
+
+
+class OnevisionImageAdapter(PerImageAdapter):
+    """LLaVA-OneVision: LLaVA-Next's tiled images, plus `batch_num_images` (one count a row) in generation, which
+    tiles only the images of single-image rows."""
+
+    name: ClassVar[str] = "llava_onevision"
+    backbones: ClassVar[tuple[type[nn.Module], ...]] = (LlavaOnevisionModel,)
+    visual_keys: ClassVar[frozenset[str]] = frozenset({"pixel_values", "image_sizes", "batch_num_images"})
+
+    def shared_get_image_features(self, backbone: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        """Distinct images once when every row has one image (the counts then say nothing that `None` does not);
+        rows of several images are encoded as they are, since their images' tiling depends on the row."""
+        call = named_arguments(backbone, args, kwargs)
+        counts = call.get("batch_num_images")
+        if counts is not None and any(int(count) != 1 for count in counts):
+            return type(backbone).get_image_features(backbone, **call)
+        call["batch_num_images"] = None
+        return self._encode_distinct(backbone, call)
 
 
 def image_blocks(token_type_ids: torch.Tensor) -> torch.Tensor:
