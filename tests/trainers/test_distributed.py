@@ -45,6 +45,42 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def launch_env(use_cpu: bool = False) -> dict[str, str]:
+    """The environment of a launched run: offline, one thread a process, no ACCELERATE_* from the caller."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ACCELERATE_")}
+    env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
+    if use_cpu:
+        env["ACCELERATE_USE_CPU"] = "true"
+    return env
+
+
+def launch_command(
+    config: str, launch_args: list[str], model_dir: Path, synthetic_dir: Path, output_dir: Path
+) -> list[str]:
+    """``accelerate launch`` of two processes (in all) running two steps of the tiny stage-2 recipe under the shipped
+    accelerate config ``config``, with ``launch_args`` for accelerate."""
+    return [
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--config_file", str(REPO_ROOT / "recipes" / "accelerate_configs" / f"{config}.yaml"),
+        "--num_processes", "2",
+        *launch_args,
+        str(LAUNCHER),
+        "--config", str(RECIPE),
+        "--model_name_or_path", str(model_dir),
+        "--data_dir", str(synthetic_dir),
+        "--output_dir", str(output_dir),
+        "--reward_funcs", "clip_alignment",
+        "--reward_weights", "1.0",
+        "--max_steps", "2",
+        "--per_device_train_batch_size", "2",
+        "--gradient_accumulation_steps", "1",
+        "--num_generations", "2",
+        "--max_completion_length", "8",
+        "--logging_steps", "1",
+        "--disable_tqdm", "true",
+    ]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def synthetic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_synthetic(tmp_path_factory.mktemp("synthetic") / "clips", train=4, val=2, test=2)
@@ -80,30 +116,8 @@ def test_two_processes_end_with_identical_weights(
     if family != "idefics3":
         tiny_vlm_dir = build_tiny_model(tmp_path / family, family)
     output_dir = tmp_path / "out"
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ACCELERATE_")}
-    env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1")
-    if mode == "ddp":
-        env["ACCELERATE_USE_CPU"] = "true"  # DeepSpeed must not get it: it finds the CPU by itself
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch",
-        "--config_file", str(REPO_ROOT / "recipes" / "accelerate_configs" / f"{mode}.yaml"),
-        "--num_processes", "2",
-        "--main_process_port", str(free_port()),
-        str(LAUNCHER),
-        "--config", str(RECIPE),
-        "--model_name_or_path", str(tiny_vlm_dir),
-        "--data_dir", str(synthetic_dir),
-        "--output_dir", str(output_dir),
-        "--reward_funcs", "clip_alignment",
-        "--reward_weights", "1.0",
-        "--max_steps", "2",
-        "--per_device_train_batch_size", "2",
-        "--gradient_accumulation_steps", "1",
-        "--num_generations", "2",
-        "--max_completion_length", "8",
-        "--logging_steps", "1",
-        "--disable_tqdm", "true",
-    ]  # fmt: skip
+    env = launch_env(use_cpu=mode == "ddp")  # DeepSpeed must not get ACCELERATE_USE_CPU: it finds the CPU by itself
+    command = launch_command(mode, ["--main_process_port", str(free_port())], tiny_vlm_dir, synthetic_dir, output_dir)
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"{mode} run failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
 
@@ -120,3 +134,47 @@ def test_two_processes_end_with_identical_weights(
     initial = digests(AutoModelForImageTextToText.from_pretrained(tiny_vlm_dir, dtype="float32"))
     assert initial.keys() == saved.keys()
     assert any(initial[name] != saved[name] for name in saved), "training left every weight unchanged"
+
+
+def test_the_multi_node_config_is_zero3_started_once_per_machine() -> None:
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(REPO_ROOT / "recipes" / "accelerate_configs" / "zero3_multinode.yaml"))
+    single = load_config_from_file(str(REPO_ROOT / "recipes" / "accelerate_configs" / "zero3.yaml"))
+    assert config.distributed_type.value == "DEEPSPEED" and config.deepspeed_config == single.deepspeed_config
+    assert config.num_machines > 1 and config.num_processes % config.num_machines == 0
+    # torchrun on each machine, meeting at the main machine's address (static rendezvous needs same_network).
+    assert config.deepspeed_config["deepspeed_multinode_launcher"] == "standard"
+    assert config.rdzv_backend == "static" and config.same_network
+    assert config.mixed_precision == "no" and not config.use_cpu
+
+
+@pytest.mark.slow
+def test_two_machines_on_one_host_end_with_identical_weights(
+    tiny_vlm_dir: Path, synthetic_dir: Path, tmp_path: Path
+) -> None:
+    """The multi-node config as documented, one launch per machine (rank 0 and 1, one process each) on this host."""
+    pytest.importorskip("deepspeed")
+    output_dir = tmp_path / "out"
+    main = ["--num_machines", "2", "--main_process_ip", "127.0.0.1", "--main_process_port", str(free_port())]
+    launches = [
+        subprocess.Popen(
+            launch_command(
+                "zero3_multinode", [*main, "--machine_rank", str(rank)], tiny_vlm_dir, synthetic_dir, output_dir
+            ),
+            cwd=REPO_ROOT,
+            env=launch_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        for rank in (0, 1)
+    ]
+    logs = [launch.communicate(timeout=600)[0] for launch in launches]
+    for rank, (launch, log) in enumerate(zip(launches, logs, strict=True)):
+        assert launch.returncode == 0, f"machine {rank} failed:\n{log[-6000:]}"
+    ranks = [json.loads((output_dir / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert all(report["num_processes"] == 2 and report["zero_stage"] == 3 for report in ranks)
+    assert ranks[0]["weights"] == ranks[1]["weights"]
+    saved = load_launcher().weight_digests(AutoModelForImageTextToText.from_pretrained(output_dir, dtype="float32"))
+    assert saved == ranks[0]["weights"]
