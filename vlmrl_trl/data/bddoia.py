@@ -22,7 +22,7 @@ import logging
 import re
 import warnings
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any, Literal
@@ -174,6 +174,187 @@ def _read_descriptions(path: Path) -> dict[str, str] | None:
     return data
 
 
+@dataclass
+class _LabelFiles:
+    """A split's two label files, read: the image entries, the annotations by id and the reason rows by file name
+    (the first of each), and the invalid entries found so far."""
+
+    actions_path: Path
+    reasons_path: Path
+    images: list[Any]
+    annotations: dict[Any, Any]
+    reasons: dict[str, Any]
+    issues: list[Issue]
+
+
+@dataclass(frozen=True)
+class _Labelled:
+    """An image entry with valid labels: how issues name it, its file name and its label bits."""
+
+    entry: str
+    file_name: str
+    category: list[int]
+    reasons: list[int]
+
+    @property
+    def confuse(self) -> bool:
+        """The action row's 5th bit, set on the clips the official loader drops."""
+        return len(self.category) > NUM_ACTIONS and self.category[NUM_ACTIONS] == 1
+
+
+def _read_label_files(actions_path: Path, reasons_path: Path) -> _LabelFiles:
+    """Read and index the action and reason files; a file of the wrong shape is a ``ValueError``, a malformed or
+    repeated entry an issue."""
+    actions_json, reasons_json = _read_json(actions_path), _read_json(reasons_path)
+    if not (
+        isinstance(actions_json, dict)
+        and isinstance(actions_json.get("images"), list)
+        and isinstance(actions_json.get("annotations"), list)
+    ):
+        raise ValueError(f"{actions_path} must be an object with an 'images' list and an 'annotations' list")
+    if not isinstance(reasons_json, list):
+        raise ValueError(f"{reasons_path} must be a list of {{'file_name', 'reason'}} objects")
+    labels = _LabelFiles(actions_path, reasons_path, actions_json["images"], {}, {}, [])
+    for pos, ann in enumerate(actions_json["annotations"]):
+        if not isinstance(ann, dict) or "id" not in ann or "category" not in ann:
+            labels.issues.append(Issue("bad_entry", actions_path, f"annotations[{pos}]", "needs 'id' and 'category'"))
+        elif (problem := id_problem(ann["id"])) is not None:
+            labels.issues.append(Issue("bad_entry", actions_path, f"annotations[{pos}]", problem))
+        elif ann["id"] in labels.annotations:
+            labels.issues.append(Issue("duplicate", actions_path, f"annotation id {ann['id']}", "appears twice"))
+        else:
+            labels.annotations[ann["id"]] = ann["category"]
+    for pos, row in enumerate(reasons_json):
+        if not isinstance(row, dict) or not isinstance(row.get("file_name"), str) or "reason" not in row:
+            labels.issues.append(Issue("bad_entry", reasons_path, f"[{pos}]", "needs 'file_name' and 'reason'"))
+        elif row["file_name"] in labels.reasons:
+            labels.issues.append(Issue("duplicate", reasons_path, f"file_name {row['file_name']!r}", "appears twice"))
+        else:
+            labels.reasons[row["file_name"]] = row["reason"]
+    return labels
+
+
+def _labelled_images(labels: _LabelFiles) -> Iterator[_Labelled]:
+    """The image entries whose id, file name and labels are valid, in file order; each invalid one, and at the end
+    each label that no image has, is added to ``labels.issues``."""
+    seen_ids: set = set()
+    seen_names: set[str] = set()
+    matched_names: set[str] = set()
+    names_by_id: dict[Any, list[Any]] = {}  # an id shared by images would give them all one annotation
+    for img in labels.images:
+        if isinstance(img, dict) and id_problem(img.get("id")) is None:
+            names_by_id.setdefault(img["id"], []).append(img.get("file_name"))
+    for pos, img in enumerate(labels.images):
+        if not isinstance(img, dict) or "id" not in img or "file_name" not in img:
+            labels.issues.append(
+                Issue("bad_entry", labels.actions_path, f"images[{pos}]", "needs 'id' and 'file_name'")
+            )
+            continue
+        image_id, file_name = img["id"], img["file_name"]
+        if isinstance(file_name, str):
+            matched_names.add(file_name)  # its reason row belongs to this (maybe invalid) image, not an orphan
+        problem = id_problem(image_id)
+        if problem is not None:
+            labels.issues.append(Issue("bad_entry", labels.actions_path, f"images[{pos}] ({file_name!r})", problem))
+            continue
+        seen_ids.add(image_id)
+        issue = _image_label_issue(labels, image_id, file_name, names_by_id[image_id], seen_names)
+        if issue is not None:
+            labels.issues.append(issue)
+            continue
+        entry = f"image id {image_id} ({file_name!r})"
+        yield _Labelled(entry, file_name, labels.annotations[image_id], labels.reasons[file_name])
+    for image_id in labels.annotations.keys() - seen_ids:
+        labels.issues.append(
+            Issue("orphan_label", labels.actions_path, f"annotation id {image_id}", "no image has this id")
+        )
+    for file_name in labels.reasons.keys() - matched_names:
+        labels.issues.append(
+            Issue("orphan_label", labels.reasons_path, f"file_name {file_name!r}", "no image has this file_name")
+        )
+
+
+def _image_label_issue(
+    labels: _LabelFiles, image_id: Any, file_name: Any, names_with_id: list[Any], seen_names: set[str]
+) -> Issue | None:
+    """Why the image entry (with a valid id) has no usable labels: a shared id, an unsafe or repeated file name,
+    a missing or malformed annotation or reason row; None when it has them (its file name is then seen)."""
+    entry = f"image id {image_id} ({file_name!r})"
+    if len(names_with_id) > 1:
+        others = ", ".join(repr(n) for n in names_with_id if n != file_name) or repr(file_name)
+        return Issue("duplicate", labels.actions_path, entry, f"the id of {others} too; each image needs its own")
+    problem = _unsafe_name(file_name)
+    if problem is not None:
+        return Issue("unsafe_path", labels.actions_path, entry, problem)
+    if file_name in seen_names:
+        return Issue("duplicate", labels.actions_path, entry, "file_name appears twice")
+    seen_names.add(file_name)
+    if image_id not in labels.annotations:
+        return Issue("missing_label", labels.actions_path, entry, "no annotation has this id")
+    problem = _bits_problem(labels.annotations[image_id], (NUM_ACTIONS, NUM_ACTIONS + 1))
+    if problem is not None:
+        return Issue("bad_label", labels.actions_path, f"annotation id {image_id} ({file_name!r})", problem)
+    if file_name not in labels.reasons:
+        return Issue("missing_label", labels.reasons_path, entry, "no reason row has this file_name")
+    problem = _bits_problem(labels.reasons[file_name], (NUM_REASONS,))
+    if problem is not None:
+        return Issue("bad_label", labels.reasons_path, f"file_name {file_name!r}", problem)
+    return None
+
+
+@dataclass(frozen=True)
+class _FrameSource:
+    """Where a split's frames are and how a clip's are picked and checked."""
+
+    data_root: Path
+    frames_root: Path
+    num_frames: int
+    stride: int
+    check: ImageCheck
+    allow_outside_links: bool
+
+    def resolve(self, item: _Labelled) -> tuple[str, list[str]] | Issue:
+        """The clip id and frame paths of an image entry (its ``frames/<clip>/`` frames, else its annotated frame),
+        or the issue that a link out of the folders or a missing or broken image raises."""
+        image_path = self.data_root / item.file_name
+        problem = link_problem(image_path, self.data_root, allow=self.allow_outside_links)
+        if problem is not None:
+            return Issue("unsafe_path", image_path, item.entry, problem)
+        problem = _image_problem(image_path, self.check)
+        if problem is not None:
+            return Issue("bad_image", image_path, item.entry, problem)
+        clip_id = str(PurePosixPath(item.file_name.replace("\\", "/")).with_suffix(""))
+        frames = _clip_frames(self.frames_root, clip_id, self.num_frames, self.stride) if self.num_frames > 1 else None
+        if frames:
+            links = [p for f in frames if (p := link_problem(f, self.frames_root, allow=self.allow_outside_links))]
+            if links:
+                return Issue("unsafe_path", self.frames_root / clip_id, item.entry, links[0])
+            problems = [p for p in (_image_problem(f, self.check) for f in frames) if p is not None]
+            if problems:
+                return Issue("bad_image", self.frames_root / clip_id, item.entry, problems[0])
+        return clip_id, [str(p) for p in frames] if frames else [str(image_path)]
+
+
+def _clip_dataset(rows: dict[str, list], split: str, keep_confuse: bool) -> datasets.Dataset:
+    """The clip columns as a ``datasets.Dataset``, frames as lazily decoded images; ``confuse`` only if kept."""
+    import datasets
+
+    features = {
+        "clip_id": datasets.Value("string"),
+        "file_name": datasets.Value("string"),
+        "images": datasets.List(datasets.Image()),
+        "num_frames": datasets.Value("int32"),
+        "actions": datasets.List(datasets.Value("int8")),
+        "reasons": datasets.List(datasets.Value("int8")),
+        "scene": datasets.Value("string"),
+    }
+    if keep_confuse:
+        features["confuse"] = datasets.Value("bool")
+    else:
+        del rows["confuse"]
+    return datasets.Dataset.from_dict(rows, features=datasets.Features(features), split=split)
+
+
 def load_bddoia(
     root: str | Path,
     split: str,
@@ -203,137 +384,42 @@ def load_bddoia(
     ``check_images="exists"`` only checks that the files exist (fast on large sets; broken JPGs then fail when
     decoded), ``"decode"`` also decodes each at reduced size.
     """
-    import datasets
-
     if num_frames < 1 or frame_stride < 1:
         raise ValueError(f"num_frames and frame_stride must be >= 1, got {num_frames} and {frame_stride}")
     if check_images not in ("decode", "exists"):
         raise ValueError(f"check_images must be 'decode' or 'exists', got {check_images!r}")
     root = Path(root)
     actions_path, reasons_path = label_files(root, split)
-    data_root = Path(data_dir) if data_dir is not None else root / "data"
-    frames_root = Path(frames_dir) if frames_dir is not None else root / "frames"
-    actions_json, reasons_json = _read_json(actions_path), _read_json(reasons_path)
-    if not (
-        isinstance(actions_json, dict)
-        and isinstance(actions_json.get("images"), list)
-        and isinstance(actions_json.get("annotations"), list)
-    ):
-        raise ValueError(f"{actions_path} must be an object with an 'images' list and an 'annotations' list")
-    if not isinstance(reasons_json, list):
-        raise ValueError(f"{reasons_path} must be a list of {{'file_name', 'reason'}} objects")
-
-    issues: list[Issue] = []
-    annotations: dict[Any, Any] = {}
-    for pos, ann in enumerate(actions_json["annotations"]):
-        if not isinstance(ann, dict) or "id" not in ann or "category" not in ann:
-            issues.append(Issue("bad_entry", actions_path, f"annotations[{pos}]", "needs 'id' and 'category'"))
-        elif (problem := id_problem(ann["id"])) is not None:
-            issues.append(Issue("bad_entry", actions_path, f"annotations[{pos}]", problem))
-        elif ann["id"] in annotations:
-            issues.append(Issue("duplicate", actions_path, f"annotation id {ann['id']}", "appears twice"))
-        else:
-            annotations[ann["id"]] = ann["category"]
-    reasons: dict[str, Any] = {}
-    for pos, row in enumerate(reasons_json):
-        if not isinstance(row, dict) or not isinstance(row.get("file_name"), str) or "reason" not in row:
-            issues.append(Issue("bad_entry", reasons_path, f"[{pos}]", "needs 'file_name' and 'reason'"))
-        elif row["file_name"] in reasons:
-            issues.append(Issue("duplicate", reasons_path, f"file_name {row['file_name']!r}", "appears twice"))
-        else:
-            reasons[row["file_name"]] = row["reason"]
+    source = _FrameSource(
+        data_root=Path(data_dir) if data_dir is not None else root / "data",
+        frames_root=Path(frames_dir) if frames_dir is not None else root / "frames",
+        num_frames=num_frames,
+        stride=frame_stride,
+        check=check_images,
+        allow_outside_links=allow_outside_links,
+    )
+    labels = _read_label_files(actions_path, reasons_path)
     descriptions_path = root / f"{split}_descriptions.json"
     descriptions = _read_descriptions(descriptions_path)
 
-    rows: dict[str, list] = {k: [] for k in ("clip_id", "file_name", "images", "num_frames", "actions", "reasons")}
-    rows["scene"], rows["confuse"] = [], []
-    seen_ids: set = set()
-    seen_names: set[str] = set()
-    matched_names: set[str] = set()
+    columns = ("clip_id", "file_name", "images", "num_frames", "actions", "reasons", "scene", "confuse")
+    rows: dict[str, list] = {k: [] for k in columns}
     confused = 0
-    names_by_id: dict[Any, list[Any]] = {}  # an id shared by images would give them all one annotation
-    for img in actions_json["images"]:
-        if isinstance(img, dict) and id_problem(img.get("id")) is None:
-            names_by_id.setdefault(img["id"], []).append(img.get("file_name"))
-    for pos, img in enumerate(actions_json["images"]):
-        if not isinstance(img, dict) or "id" not in img or "file_name" not in img:
-            issues.append(Issue("bad_entry", actions_path, f"images[{pos}]", "needs 'id' and 'file_name'"))
-            continue
-        image_id, file_name = img["id"], img["file_name"]
-        if isinstance(file_name, str):
-            matched_names.add(file_name)  # its reason row belongs to this (maybe invalid) image, not an orphan
-        problem = id_problem(image_id)
-        if problem is not None:
-            issues.append(Issue("bad_entry", actions_path, f"images[{pos}] ({file_name!r})", problem))
-            continue
-        entry = f"image id {image_id} ({file_name!r})"
-        seen_ids.add(image_id)
-        if len(names_by_id[image_id]) > 1:
-            others = ", ".join(repr(n) for n in names_by_id[image_id] if n != file_name) or repr(file_name)
-            issues.append(Issue("duplicate", actions_path, entry, f"the id of {others} too; each image needs its own"))
-            continue
-        problem = _unsafe_name(file_name)
-        if problem is not None:
-            issues.append(Issue("unsafe_path", actions_path, entry, problem))
-            continue
-        if file_name in seen_names:
-            issues.append(Issue("duplicate", actions_path, entry, "file_name appears twice"))
-            continue
-        seen_names.add(file_name)
-        if image_id not in annotations:
-            issues.append(Issue("missing_label", actions_path, entry, "no annotation has this id"))
-            continue
-        category = annotations[image_id]
-        problem = _bits_problem(category, (NUM_ACTIONS, NUM_ACTIONS + 1))
-        if problem is not None:
-            issues.append(Issue("bad_label", actions_path, f"annotation id {image_id} ({file_name!r})", problem))
-            continue
-        if file_name not in reasons:
-            issues.append(Issue("missing_label", reasons_path, entry, "no reason row has this file_name"))
-            continue
-        problem = _bits_problem(reasons[file_name], (NUM_REASONS,))
-        if problem is not None:
-            issues.append(Issue("bad_label", reasons_path, f"file_name {file_name!r}", problem))
-            continue
-        confuse = len(category) > NUM_ACTIONS and category[NUM_ACTIONS] == 1
-        if confuse and not keep_confuse:
+    for item in _labelled_images(labels):
+        if item.confuse and not keep_confuse:
             confused += 1
             continue
-        image_path = data_root / file_name
-        problem = link_problem(image_path, data_root, allow=allow_outside_links)
-        if problem is not None:
-            issues.append(Issue("unsafe_path", image_path, entry, problem))
+        resolved = source.resolve(item)
+        if isinstance(resolved, Issue):
+            labels.issues.append(resolved)
             continue
-        problem = _image_problem(image_path, check_images)
-        if problem is not None:
-            issues.append(Issue("bad_image", image_path, entry, problem))
-            continue
-        clip_id = str(PurePosixPath(file_name.replace("\\", "/")).with_suffix(""))
-        frames = _clip_frames(frames_root, clip_id, num_frames, frame_stride) if num_frames > 1 else None
-        if frames:
-            links = [p for f in frames if (p := link_problem(f, frames_root, allow=allow_outside_links))]
-            if links:
-                issues.append(Issue("unsafe_path", frames_root / clip_id, entry, links[0]))
-                continue
-            problems = [p for p in (_image_problem(f, check_images) for f in frames) if p is not None]
-            if problems:
-                issues.append(Issue("bad_image", frames_root / clip_id, entry, problems[0]))
-                continue
-        paths = [str(p) for p in frames] if frames else [str(image_path)]
-        rows["clip_id"].append(clip_id)
-        rows["file_name"].append(file_name)
-        rows["images"].append(paths)
-        rows["num_frames"].append(len(paths))
-        rows["actions"].append(list(category[:NUM_ACTIONS]))
-        rows["reasons"].append(list(reasons[file_name]))
-        rows["scene"].append(descriptions.get(clip_id) if descriptions is not None else None)
-        rows["confuse"].append(bool(confuse))
-    for image_id in annotations.keys() - seen_ids:
-        issues.append(Issue("orphan_label", actions_path, f"annotation id {image_id}", "no image has this id"))
-    for file_name in reasons.keys() - matched_names:
-        issues.append(Issue("orphan_label", reasons_path, f"file_name {file_name!r}", "no image has this file_name"))
+        clip_id, paths = resolved
+        row = (clip_id, item.file_name, paths, len(paths), list(item.category[:NUM_ACTIONS]), list(item.reasons))
+        scene = descriptions.get(clip_id) if descriptions is not None else None
+        for column, value in zip(columns, (*row, scene, item.confuse), strict=True):
+            rows[column].append(value)
 
-    total = len(actions_json["images"])
+    issues, total = labels.issues, len(labels.images)
     if issues:
         if not skip_invalid:
             raise BDDOIADataError(split, issues)
@@ -353,24 +439,11 @@ def load_bddoia(
     if short:
         warnings.warn(
             f"BDD-OIA {split}: {short} of {len(rows['clip_id'])} clips have fewer than {num_frames} frames "
-            f"(frames per clip: {dict(sorted(frame_counts.items()))}); see {frames_root}",
+            f"(frames per clip: {dict(sorted(frame_counts.items()))}); see {source.frames_root}",
             stacklevel=2,
         )
     if descriptions is not None:
         missing = sum(s is None for s in rows["scene"])
         if missing:
             warnings.warn(f"{descriptions_path} has no description for {missing} clips", stacklevel=2)
-    features = {
-        "clip_id": datasets.Value("string"),
-        "file_name": datasets.Value("string"),
-        "images": datasets.List(datasets.Image()),
-        "num_frames": datasets.Value("int32"),
-        "actions": datasets.List(datasets.Value("int8")),
-        "reasons": datasets.List(datasets.Value("int8")),
-        "scene": datasets.Value("string"),
-    }
-    if keep_confuse:
-        features["confuse"] = datasets.Value("bool")
-    else:
-        del rows["confuse"]
-    return datasets.Dataset.from_dict(rows, features=datasets.Features(features), split=split)
+    return _clip_dataset(rows, split, keep_confuse)
