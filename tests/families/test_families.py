@@ -139,6 +139,47 @@ def test_log_prob_passes_match_stock_with_fewer_frames_and_tokens(family, clips,
         assert tokens == stock_tokens
 
 
+# Families that cut images into anyres tiles, padded in `pixel_values` to the batch's most tiles.
+ANYRES = frozenset({"llava_next", "llava_onevision"})
+# Frame shapes (height, width) that give 2 or 3 tiles on the tiny anyres grids.
+MIXED_SHAPES = ((40, 56), (56, 40), (32, 32), (24, 70))
+
+
+@pytest.mark.slow
+def test_anyres_tiles_of_mixed_image_sizes_match_stock(family, tmp_path):
+    name, model_dir = family
+    if name not in ANYRES:
+        pytest.skip("no anyres tiles")
+    counts = FRAME_COUNTS.get(name, (2, 3, 1, 2))
+    rows = clip_rows(counts).map(
+        lambda row, r: {
+            "images": [image.resize(MIXED_SHAPES[(2 * r + i) % 4][::-1]) for i, image in enumerate(row["images"])]
+        },
+        with_indices=True,
+    )
+    runs = []
+    for trainer_cls in (GRPOTrainer, VLMGRPOTrainer):
+        trainer = make_trainer(
+            trainer_cls,
+            model_dir,
+            rows,
+            tmp_path / trainer_cls.__name__,
+            gradient_accumulation_steps=2,
+            num_generations=4,
+        )
+        trainer.model.train()
+        output = trainer._generate_and_score_completions(next(iter(trainer.get_train_dataloader())))
+        runs.append((output, *log_prob_pass(trainer, output)))
+    (stock, stock_logps, stock_entropies, stock_grads), (_, logps, entropies, grads) = runs
+    padded = {image.size(0) for image in stock["pixel_values"]}
+    real = {int((image.flatten(1).abs().sum(-1) > 0).sum()) for image in stock["pixel_values"]}
+    assert len(padded) == 1 and len(real) > 1  # images of 2 and 3 real tiles, padded (with zeros) alike
+    mask = stock["completion_mask"].bool()
+    torch.testing.assert_close(logps[mask], stock_logps[mask], rtol=0, atol=1e-5)
+    torch.testing.assert_close(entropies[mask], stock_entropies[mask], rtol=0, atol=1e-5)
+    assert_gradients_close(stock_grads, grads)
+
+
 TRAINING_SETUPS = {
     "grad_accumulation_num_iterations_beta": dict(
         num_iterations=2, beta=0.1, gradient_accumulation_steps=2, num_generations=4
