@@ -31,6 +31,7 @@ from .labels import load_label_set
 from .launch import parse_recipe, run_script
 from .rewards import check_reward_config, reward_options
 from .sft import SFTScriptArguments, load_clips, load_model_and_processor
+from .stage_run import push_if_asked, require_model, train_and_save
 from .trainers.grpo_config import VLMGRPOConfig
 
 if TYPE_CHECKING:
@@ -138,8 +139,7 @@ def build_trainer(
     from .rewards import get_reward_funcs
     from .trainers.grpo_trainer import VLMGRPOTrainer
 
-    if not model_args.model_name_or_path:
-        raise ValueError("model_name_or_path is required (the checkpoint to start from, e.g. outputs/tiny-vlm-sft)")
+    require_model(model_args, "the checkpoint to start from, e.g. outputs/tiny-vlm-sft")
     # The data first, so that a bad dataset fails before a model is downloaded.
     if train_dataset is None:
         train_dataset = build_rl_dataset(
@@ -165,11 +165,8 @@ def build_trainer(
 def main(script_args: GRPOScriptArguments, training_args: VLMGRPOConfig, model_args: ModelConfig) -> VLMGRPOTrainer:
     """Train, then save the model and its processor to ``output_dir``."""
     trainer = build_trainer(script_args, training_args, model_args)
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.save_model(training_args.output_dir)  # the processor (with its chat template) is saved beside it
-    trainer.accelerator.print(f"saved the GRPO-trained model to {training_args.output_dir}")
-    if training_args.push_to_hub:
-        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    train_and_save(trainer, training_args, "the GRPO-trained model")
+    push_if_asked(trainer, script_args.dataset_name)
     return trainer
 
 

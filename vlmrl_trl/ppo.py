@@ -30,6 +30,7 @@ from trl import ModelConfig
 from . import grpo
 from .grpo import GRPOScriptArguments, build_rl_dataset, check_reward_weights
 from .launch import parse_recipe, run_script
+from .stage_run import push_if_asked, train_and_save
 from .trainers.ppo_config import VLMPPOConfig
 
 if TYPE_CHECKING:
@@ -171,9 +172,7 @@ def main(script_args: PPOScriptArguments, training_args: VLMPPOConfig, model_arg
         trainer.accelerator.print(
             f"mean R1 on {len(held_out)} held-out clips before training: {report['before']['mean_r1']:.4f}"
         )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.save_model(training_args.output_dir)
-    trainer.accelerator.print(f"saved the policy and its value head to {training_args.output_dir}")
+    train_and_save(trainer, training_args, "the policy and its value head")
     if held_out is not None:
         report["after"] = mean_r1(trainer, held_out, batch_size)
         before, after = report["before"]["mean_r1"], report["after"]["mean_r1"]
@@ -184,8 +183,7 @@ def main(script_args: PPOScriptArguments, training_args: VLMPPOConfig, model_arg
         if trainer.accelerator.is_main_process:
             path = Path(training_args.output_dir) / R1_EVAL_FILE
             path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    if training_args.push_to_hub:
-        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    push_if_asked(trainer, script_args.dataset_name)
     return trainer
 
 

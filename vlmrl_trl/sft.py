@@ -31,6 +31,7 @@ from .data.frames import DEFAULT_FPS, check_fps
 from .data.loaders import SYNTHETIC, load_clips
 from .labels import load_label_set
 from .launch import parse_recipe, run_script
+from .stage_run import push_if_asked, require_model, train_and_save
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -229,8 +230,7 @@ def build_trainer(
     class VLMSFTTrainer(CompleteCheckpoints, SFTTrainer):
         """TRL's ``SFTTrainer`` whose checkpoints are complete or ignored (`vlmrl_trl.checkpoints`)."""
 
-    if not model_args.model_name_or_path:
-        raise ValueError("model_name_or_path is required (a hub id or a model folder, e.g. outputs/tiny-vlm)")
+    require_model(model_args, "a hub id or a model folder, e.g. outputs/tiny-vlm")
     # The data first, so that a bad dataset fails before a model is downloaded.
     conversation = training_args.assistant_only_loss
     if train_dataset is None:
@@ -276,11 +276,8 @@ def build_trainer(
 def main(script_args: SFTScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> SFTTrainer:
     """Train, then save the model and its processor to ``output_dir``."""
     trainer = build_trainer(script_args, training_args, model_args)
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.save_model(training_args.output_dir)  # the processor (with its chat template) is saved beside it
-    trainer.accelerator.print(f"saved the fine-tuned model to {training_args.output_dir}")
-    if training_args.push_to_hub:
-        trainer.push_to_hub(dataset_name=script_args.dataset_name)
+    train_and_save(trainer, training_args, "the fine-tuned model")
+    push_if_asked(trainer, script_args.dataset_name)
     return trainer
 
 
