@@ -145,6 +145,22 @@ def test_a_missing_scheduler_stops_the_resume(tmp_path: Path) -> None:
     assert loaded == [str(folder), f"state of {folder}", None]
 
 
+def test_a_run_resumed_at_max_steps_trains_no_further_step() -> None:
+    class Trainer:
+        def get_batch_samples(self, epoch_iterator, num_batches, device):
+            return ["batch"], 1
+
+    class Resumed(CompleteCheckpoints, Trainer):
+        pass
+
+    trainer = Resumed()
+    trainer.state, trainer.control = SimpleNamespace(max_steps=6, global_step=5), SimpleNamespace()
+    trainer.control.should_training_stop = False
+    assert trainer.get_batch_samples(iter([]), 2, "cpu") == (["batch"], 1)
+    trainer.state.global_step = 6  # resumed from the run's last checkpoint (killed during its final save)
+    assert trainer.get_batch_samples(iter([]), 2, "cpu") == ([], None) and trainer.control.should_training_stop
+
+
 def test_a_missing_value_head_or_mid_phase_grpo_state_stops_the_resume(tmp_path: Path) -> None:
     from vlmrl_trl.trainers.grpo_trainer import VLMGRPOTrainer
     from vlmrl_trl.trainers.ppo_trainer import VLMPPOTrainer
@@ -164,20 +180,22 @@ def test_a_missing_value_head_or_mid_phase_grpo_state_stops_the_resume(tmp_path:
     VLMGRPOTrainer._load_resume_state(trainer(4), str(tmp_path))  # at a phase boundary: generated afresh anyway
 
 
-# The GRPO run: 4 optimizer steps of 2 micro-batches, each generation batch used twice (num_iterations=2), a
-# checkpoint after every step, so checkpoint-3 falls mid-phase (step 4 reuses its buffered batch).
+# The GRPO run: 8 optimizer steps of 2 micro-batches, each generation batch used twice (num_iterations=2), 4 steps
+# an epoch, a checkpoint after every step. Killed during the save of checkpoint-6, it resumes from checkpoint-5:
+# mid-phase (step 6 reuses its buffered batch) in the second epoch, whose second batch (steps 7-8) comes from the
+# sampler's second shuffle.
 GRPO_ARGS = (
     "--num_frames", "1", "--per_device_train_batch_size", "2", "--num_generations", "2",
-    "--max_completion_length", "4", "--num_iterations", "2", "--max_steps", "4", "--learning_rate", "1e-3",
+    "--max_completion_length", "4", "--num_iterations", "2", "--max_steps", "8", "--learning_rate", "1e-3",
     "--save_strategy", "steps", "--save_steps", "1", "--save_total_limit", "1", "--disable_tqdm", "true",
 )  # fmt: skip
-# Runs the stage script, killing it with SIGKILL when checkpoint-4's files are all written but not its manifest.
+# Runs the stage script, killing it with SIGKILL when checkpoint-6's files are all written but not its manifest.
 KILLED_DURING_SAVE = """
 import os, signal, sys
 from vlmrl_trl import checkpoints
 write_manifest = checkpoints.write_manifest
 def killed(folder):
-    if folder.name == "checkpoint-4":
+    if folder.name == "checkpoint-6":
         os.kill(os.getpid(), signal.SIGKILL)
     return write_manifest(folder)
 checkpoints.write_manifest = killed
@@ -209,16 +227,16 @@ def test_a_grpo_run_killed_during_a_save_resumes_mid_phase_to_identical_weights(
     argv = [*common, "--output_dir", str(killed)]
     run = subprocess.run([sys.executable, "-c", KILLED_DURING_SAVE, *argv], env=env, capture_output=True, check=False)
     assert run.returncode == -9, run.stderr.decode()[-2000:]
-    assert not checkpoints.is_complete(killed / "checkpoint-4") and checkpoints.is_complete(killed / "checkpoint-3")
-    assert (killed / "checkpoint-3" / "grpo_phase_0.pt").is_file()
+    assert not checkpoints.is_complete(killed / "checkpoint-6") and checkpoints.is_complete(killed / "checkpoint-5")
+    assert (killed / "checkpoint-5" / "grpo_phase_0.pt").is_file()
 
     with caplog.at_level(logging.WARNING, logger="vlmrl_trl.launch"):
         assert cli(argv) == 0  # the same command again
-    assert f"skipping {killed / 'checkpoint-4'}" in caplog.text
-    assert "resuming from it" in caplog.text and str(killed / "checkpoint-3") in caplog.text
+    assert f"skipping {killed / 'checkpoint-6'}" in caplog.text
+    assert "resuming from it" in caplog.text and str(killed / "checkpoint-5") in caplog.text
     expected, resumed = final_weights(reference), final_weights(killed)
     assert expected.keys() == resumed.keys()
     assert all(torch.equal(expected[key], resumed[key]) for key in expected), "resumed weights differ"
-    assert checkpoints.checkpoints(killed) == [killed / "checkpoint-4"] and checkpoints.is_complete(
-        killed / "checkpoint-4"
+    assert checkpoints.checkpoints(killed) == [killed / "checkpoint-8"] and checkpoints.is_complete(
+        killed / "checkpoint-8"
     )

@@ -149,7 +149,8 @@ def rotate(output_dir: str | Path, current: str | Path, limit: int | None, keep:
 
 class CompleteCheckpoints:
     """Trainer mixin: each checkpoint gets its manifest once all its files are written (and any state a subclass adds
-    in `_save_resume_state`), old ones are rotated out only after that, and a resume requires the scheduler."""
+    in `_save_resume_state`), old ones are rotated out only after that, a resume requires the scheduler, and a run
+    resumed at ``max_steps`` trains no further step."""
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         """The Trainer's save into ``checkpoint-N``, then the subclass's resume state, the manifest and the rotation
@@ -167,6 +168,14 @@ class CompleteCheckpoints:
         if self.args.should_save:
             write_manifest(folder)
             rotate(folder.parent, folder, limit, self.state.best_model_checkpoint)
+
+    def get_batch_samples(self, epoch_iterator: Any, num_batches: int, device: Any) -> tuple[list, Any]:
+        """No batch once ``max_steps`` is reached: the Trainer checks for the end only after a step, so a run resumed
+        from its last checkpoint (killed during its final save) would train one step too many."""
+        if 0 < self.state.max_steps <= self.state.global_step:
+            self.control.should_training_stop = True
+            return [], None
+        return super().get_batch_samples(epoch_iterator, num_batches, device)
 
     def _save_resume_state(self, folder: Path) -> None:
         """Write what this trainer needs beyond the Trainer's files to resume exactly (every process; none here)."""

@@ -151,6 +151,20 @@ INTERNALS: tuple[Internal, ...] = (
         "wrapped (`checkpoints.CompleteCheckpoints`): resume state, manifest, then our rotation",
     ),
     Internal(
+        TRL_GRPO,
+        "_get_train_sampler",
+        ("dataset",),
+        f"{GRPO_FILE}:1280",
+        "wrapped: the sampler is kept so that a resume replays its shuffles of the epochs before",
+    ),
+    Internal(
+        TRAINER,
+        "get_batch_samples",
+        ("epoch_iterator", "num_batches", "device"),
+        f"{TRAINER_FILE}:2281",
+        "wrapped: no batch once max_steps is reached (a run resumed from its last checkpoint trains no extra step)",
+    ),
+    Internal(
         TRAINER,
         "_load_optimizer_and_scheduler",
         ("checkpoint",),
@@ -173,6 +187,12 @@ INTERNALS: tuple[Internal, ...] = (
             ("qwen2_5_vl.modeling_qwen2_5_vl", "Qwen2_5_VLModel", ("pixel_values", "image_grid_thw")),
             ("qwen3_vl.modeling_qwen3_vl", "Qwen3VLModel", ("pixel_values", "image_grid_thw")),
             ("llava.modeling_llava", "LlavaModel", ("pixel_values", "image_sizes")),
+            ("llava_next.modeling_llava_next", "LlavaNextModel", ("pixel_values", "image_sizes")),
+            (
+                "llava_onevision.modeling_llava_onevision",
+                "LlavaOnevisionModel",
+                ("pixel_values", "image_sizes", "batch_num_images"),
+            ),
             ("gemma3.modeling_gemma3", "Gemma3Model", ("pixel_values",)),
         )
     ),
@@ -180,12 +200,6 @@ INTERNALS: tuple[Internal, ...] = (
         Internal(
             f"transformers.models.{module}:{cls}",
             "get_rope_index",
-            ("llava_next.modeling_llava_next", "LlavaNextModel", ("pixel_values", "image_sizes")),
-            (
-                "llava_onevision.modeling_llava_onevision",
-                "LlavaOnevisionModel",
-                ("pixel_values", "image_sizes", "batch_num_images"),
-            ),
             ("input_ids", "mm_token_type_ids", "image_grid_thw", "attention_mask"),
             f"transformers 5.23.0 models/{module.split('.')[0]}",
             "the 3-D M-RoPE positions each packed token keeps; `rope_deltas` is expanded after the shared prefill",
@@ -238,6 +252,13 @@ MIRRORED: tuple[Mirrored, ...] = (
         ),
         f"{GRPO_FILE}:1539",
         "our `_prepare_inputs` buffers clip-grouped generation batches by the same rule",
+    ),
+    Mirrored(
+        "trl.trainer.utils:RepeatSampler",
+        "__iter__",
+        ("indexes = torch.randperm(self.num_samples, generator=self.generator).tolist()",),
+        "TRL 1.16.0 trl/trainer/utils.py:933",
+        "a GRPO resume replays the sampler's per-epoch draws from `self.generator.manual_seed(seed)`",
     ),
     Mirrored(
         TRAINER,

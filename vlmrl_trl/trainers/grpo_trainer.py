@@ -17,7 +17,7 @@ from transformers import ProcessorMixin
 from trl import GRPOConfig, GRPOTrainer
 from trl.extras.profiling import profiling_context, profiling_decorator
 from trl.models import unwrap_model_for_generation
-from trl.trainer.utils import pad, split_tensor_dict
+from trl.trainer.utils import RepeatSampler, pad, split_tensor_dict
 
 from .. import compat
 from ..checkpoints import CheckpointError, CompleteCheckpoints
@@ -228,9 +228,20 @@ class VLMGRPOTrainer(CompleteCheckpoints, GRPOTrainer):
         phase = {"step": self._step, "buffered_inputs": self._buffered_inputs if mid_phase else None}
         torch.save(phase, folder / GRPO_PHASE_FILE.format(self.accelerator.process_index))
 
+    def _get_train_sampler(self, dataset: Any = None) -> Any:
+        """TRL's sampler, kept so that a resume can put its shuffle at the resumed epoch (`_load_resume_state`)."""
+        self._train_sampler = super()._get_train_sampler(dataset)
+        return self._train_sampler
+
     def _load_resume_state(self, checkpoint: str) -> None:
         """Restore what `_save_resume_state` saved; a missing file is an error only when the checkpoint fell
-        mid-phase (where regenerating would change the run)."""
+        mid-phase (where regenerating would change the run). TRL's sampler draws one permutation per epoch from a
+        generator no checkpoint holds, so the draws of the epochs before the resumed one are replayed."""
+        sampler = getattr(self, "_train_sampler", None)
+        if isinstance(sampler, RepeatSampler) and sampler.shuffle and sampler.seed is not None:
+            sampler.generator.manual_seed(sampler.seed)
+            for _ in range(int(self.state.epoch or 0)):
+                torch.randperm(sampler.num_samples, generator=sampler.generator)
         file = Path(checkpoint) / GRPO_PHASE_FILE.format(self.accelerator.process_index)
         if not file.is_file():
             generate_every = self.args.steps_per_generation * self.num_iterations
