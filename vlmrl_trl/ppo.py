@@ -23,11 +23,12 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from trl import ModelConfig
 
 from . import grpo
+from .data.formatting import PromptMode
 from .grpo import GRPOScriptArguments, build_rl_dataset, check_reward_weights
 from .launch import parse_recipe, run_script
 from .stage_run import push_if_asked, train_and_save
@@ -49,7 +50,7 @@ class PPOScriptArguments(GRPOScriptArguments):
     """The GRPO script's data and reward options (same keys, so the recipes read alike), with Stage 1's defaults
     (frames-only prompts, R1), plus the held-out R1 measurement."""
 
-    prompt_mode: Literal["instruction", "frames_only"] = field(
+    prompt_mode: PromptMode = field(
         default="frames_only",
         metadata={"help": "'frames_only' (Stage 1): the frames alone; 'instruction': frames then the task."},
     )

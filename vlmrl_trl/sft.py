@@ -21,12 +21,12 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from trl import ModelConfig, SFTConfig
 
 from .data.bddoia import SPLITS
-from .data.formatting import check_clip_input
+from .data.formatting import ClipInput, PromptMode, check_clip_input, check_prompt_mode
 from .data.frames import DEFAULT_FPS, check_fps
 from .data.loaders import SYNTHETIC, load_clips
 from .labels import load_label_set
@@ -72,11 +72,11 @@ class SFTScriptArguments:
     )
     num_frames: int = field(default=4, metadata={"help": "Frames per clip fed to the model."})
     frame_stride: int = field(default=1, metadata={"help": "Step between the clip's frames, in source frames."})
-    prompt_mode: Literal["instruction", "frames_only"] = field(
+    prompt_mode: PromptMode = field(
         default="instruction",
         metadata={"help": "'instruction': frames then the task and JSON format; 'frames_only': frames alone."},
     )
-    clip_input: Literal["images", "video"] = field(
+    clip_input: ClipInput = field(
         default="images",
         metadata={
             "help": "'images': each frame is an image; 'video': the clip is one video, through the model's video "
@@ -119,8 +119,7 @@ class SFTScriptArguments:
         for name in ("num_frames", "frame_stride"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.prompt_mode not in ("instruction", "frames_only"):
-            raise ValueError(f"prompt_mode must be 'instruction' or 'frames_only', got {self.prompt_mode!r}")
+        check_prompt_mode(self.prompt_mode)
         check_clip_input(self.clip_input)
         check_fps(self.clip_fps, "clip_fps")
         if not 0.0 <= self.describe_ratio <= 1.0:

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..data.formatting import CLIP_INPUTS, PROMPT_MODES
+
     p = subparsers.add_parser("predict", help="generate a decision for every clip of a split (predictions.jsonl)")
     p.add_argument("--model", required=True, help="hub id, model directory or PEFT adapter directory")
     p.add_argument("--data", required=True, help="root folder of the clips (BDD-OIA layout, or a synthetic set)")
@@ -23,13 +25,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--frame-stride", type=int, default=1, help="step between the frames taken (default: 1)")
     p.add_argument(
         "--prompt-mode",
-        choices=("instruction", "frames_only"),
+        choices=PROMPT_MODES,
         default="instruction",
         help="the prompt the model was trained with (default: instruction)",
     )
     p.add_argument(
         "--clip-input",
-        choices=("images", "video"),
+        choices=CLIP_INPUTS,
         default="images",
         help="the frames as images, or as one video through the model's video path, as in training (default: images)",
     )

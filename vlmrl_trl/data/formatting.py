@@ -15,7 +15,7 @@ With ``clip_input="video"`` the frames go as one video instead (the model's vide
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from ..labels import BDDOIA, LabelSet
 from ..schema import render_decision
@@ -26,9 +26,9 @@ if TYPE_CHECKING:
 
 PromptMode = Literal["instruction", "frames_only"]
 SFTTarget = Literal["decision", "scene"]
-PROMPT_MODES: tuple[str, ...] = ("instruction", "frames_only")
+PROMPT_MODES: tuple[str, ...] = get_args(PromptMode)
 ClipInput = Literal["images", "video"]
-CLIP_INPUTS: tuple[str, ...] = ("images", "video")
+CLIP_INPUTS: tuple[str, ...] = get_args(ClipInput)
 _OPENING = {
     "images": "The images are consecutive dashcam frames, oldest first.",
     "video": "The video is a dashcam clip.",
@@ -50,7 +50,8 @@ def instruction(labels: LabelSet = BDDOIA, clip_input: ClipInput = "images") -> 
 INSTRUCTION = instruction(BDDOIA)
 
 
-def _check_mode(prompt_mode: str) -> None:
+def check_prompt_mode(prompt_mode: str) -> None:
+    """Reject a `prompt_mode` other than ``instruction`` or ``frames_only``, naming the option."""
     if prompt_mode not in PROMPT_MODES:
         raise ValueError(f"prompt_mode must be one of {PROMPT_MODES}, got {prompt_mode!r}")
 
@@ -63,7 +64,7 @@ def build_prompt(
 ) -> list[dict[str, Any]]:
     """The user turn for a clip of ``num_frames`` frames: image placeholders (or one video placeholder), then the
     instruction if any."""
-    _check_mode(prompt_mode)
+    check_prompt_mode(prompt_mode)
     check_clip_input(clip_input)
     if num_frames < 1:
         raise ValueError(f"a clip needs at least one frame, got num_frames={num_frames}")
@@ -120,7 +121,7 @@ def to_sft_dataset(
     ``images``, ``clip_id``. The completion is ``render_decision`` of the labels with the clip's description as
     ``scene`` (empty when the data set has none), or the description alone with ``target="scene"``. With
     ``clip_input="video"``, ``video`` and ``fps`` replace ``images`` (see `as_video`)."""
-    _check_mode(prompt_mode)
+    check_prompt_mode(prompt_mode)
     check_clip_input(clip_input)
     _require(ds, ("clip_id", "images", "num_frames", "actions", "reasons", "scene"))
 
@@ -152,7 +153,7 @@ def to_rl_dataset(
     """Prompt-only rows for ``trl.GRPOTrainer`` (or PPO): ``prompt``, ``images`` and the columns reward
     functions read (``actions``, ``reasons``, ``scene``, ``clip_id``, ``num_frames``). With ``clip_input="video"``,
     ``video`` and ``fps`` replace ``images`` (`VLMGRPOTrainer` reads them; stock TRL takes no video)."""
-    _check_mode(prompt_mode)
+    check_prompt_mode(prompt_mode)
     check_clip_input(clip_input)
     _require(ds, ("clip_id", "images", "num_frames", "actions", "reasons", "scene"))
     keep = {"prompt", "images", "actions", "reasons", "scene", "clip_id", "num_frames"}
