@@ -153,6 +153,26 @@ def assert_gradients_close(stock: dict[str, torch.Tensor], shared: dict[str, tor
         assert (shared[name] - grad).norm() <= 1e-5 * scale, name
 
 
+def train_recording(
+    trainer_cls: type[GRPOTrainer], model_dir, dataset: Dataset, output_dir, **settings: Any
+) -> tuple[list[dict[str, torch.Tensor]], int]:
+    """Train a `make_trainer` trainer: each optimizer step's gradients and the frames its vision towers encoded."""
+    recorder = GradientRecorder()
+    trainer = make_trainer(trainer_cls, model_dir, dataset, output_dir, callbacks=[recorder], **settings)
+    counter = FrameCounter(trainer.model)
+    trainer.train()
+    return recorder.steps, counter.frames
+
+
+def assert_same_training(reference: tuple[list, int], shared: tuple[list, int]) -> None:
+    """Two `train_recording` runs: the same gradients at each of their 2 steps, fewer frames encoded by the second."""
+    (reference_steps, reference_frames), (shared_steps, shared_frames) = reference, shared
+    assert len(shared_steps) == len(reference_steps) == 2
+    for expected, got in zip(reference_steps, shared_steps, strict=True):
+        assert_gradients_close(expected, got)
+    assert shared_frames < reference_frames
+
+
 def record_sampled_training(trainer: GRPOTrainer) -> dict[str, Any]:
     """Train for real; record completions, frames encoded (in all and in generation) and clips preprocessed."""
     counter = FrameCounter(trainer.model)

@@ -10,11 +10,12 @@ import pytest
 import torch
 from grpo_helpers import (
     FrameCounter,
-    GradientRecorder,
     assert_gradients_close,
+    assert_same_training,
     clip_rows,
     make_trainer,
     record_sampled_training,
+    train_recording,
 )
 from trl import GRPOTrainer, ModelConfig
 
@@ -193,20 +194,12 @@ TRAINING_SETUPS = {
 def test_training_gradients_match_stock(family, clips, tmp_path, setup):
     name, model_dir = family
     setup = runnable(name, setup)
-    runs = []
-    for trainer_cls in (GRPOTrainer, VLMGRPOTrainer):
-        recorder = GradientRecorder()
-        trainer = make_trainer(
-            trainer_cls, model_dir, clips, tmp_path / trainer_cls.__name__, callbacks=[recorder], **setup
+    assert_same_training(
+        *(
+            train_recording(cls, model_dir, clips, tmp_path / cls.__name__, **setup)
+            for cls in (GRPOTrainer, VLMGRPOTrainer)
         )
-        counter = FrameCounter(trainer.model)
-        trainer.train()
-        runs.append((recorder.steps, counter.frames))
-    (stock_steps, stock_frames), (shared_steps, shared_frames) = runs
-    assert len(shared_steps) == len(stock_steps) == 2
-    for stock, shared in zip(stock_steps, shared_steps, strict=True):
-        assert_gradients_close(stock, shared)
-    assert shared_frames < stock_frames
+    )
 
 
 @pytest.mark.slow

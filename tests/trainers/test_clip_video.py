@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 import torch
 from datasets import Dataset
-from grpo_helpers import FrameCounter, GradientRecorder, assert_gradients_close, frame, make_trainer
+from grpo_helpers import (
+    FrameCounter,
+    assert_gradients_close,
+    assert_same_training,
+    frame,
+    make_trainer,
+    train_recording,
+)
 
 from vlmrl_trl.tiny import build_tiny_model
 from vlmrl_trl.trainers import VLMGRPOTrainer
@@ -76,20 +83,12 @@ def test_video_rollout_and_log_probs_match_the_unshared_trainer_with_fewer_frame
 @pytest.mark.slow
 def test_video_training_matches_the_unshared_trainer(model_dir, tmp_path):
     settings = dict(num_iterations=2, beta=0.1, gradient_accumulation_steps=2, num_generations=4)
-    runs = []
-    for name, extra in (("reference", OFF), ("shared", {})):
-        recorder = GradientRecorder()
-        trainer = make_trainer(
-            VLMGRPOTrainer, model_dir, video_rows(), tmp_path / name, callbacks=[recorder], **settings, **extra
+    assert_same_training(
+        *(
+            train_recording(VLMGRPOTrainer, model_dir, video_rows(), tmp_path / name, **settings, **extra)
+            for name, extra in (("reference", OFF), ("shared", {}))
         )
-        counter = FrameCounter(trainer.model)
-        trainer.train()
-        runs.append((recorder.steps, counter.frames))
-    (reference_steps, reference_frames), (shared_steps, shared_frames) = runs
-    assert len(shared_steps) == len(reference_steps) == 2
-    for reference, shared in zip(reference_steps, shared_steps, strict=True):
-        assert_gradients_close(reference, shared)
-    assert shared_frames < reference_frames
+    )
 
 
 def test_a_family_without_a_video_path_refuses_video_rows(tmp_path):

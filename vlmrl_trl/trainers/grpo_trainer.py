@@ -274,27 +274,10 @@ class VLMGRPOTrainer(CompleteCheckpoints, GRPOTrainer):
         inputs = self._with_carried_inputs(inputs)
         video = self._has_video(inputs)
         if not self._packs_prompts(compute_aux_loss, inputs):
+            args = (model, input_ids, attention_mask, logits_to_keep, batch_size, compute_entropy, compute_aux_loss)
             if video:
-                return self._rowwise_logps_and_entropies(
-                    model,
-                    input_ids,
-                    attention_mask,
-                    logits_to_keep,
-                    batch_size,
-                    compute_entropy,
-                    compute_aux_loss,
-                    inputs,
-                )
-            return super()._get_per_token_logps_and_entropies(
-                model,
-                input_ids,
-                attention_mask,
-                logits_to_keep,
-                batch_size,
-                compute_entropy,
-                compute_aux_loss,
-                **inputs,
-            )
+                return self._rowwise_logps_and_entropies(*args, inputs)
+            return super()._get_per_token_logps_and_entropies(*args, **inputs)
         num_images = inputs.get("num_images")
         visual = {key: value for key, value in inputs.items() if key != "num_images" and value is not None}
         batch_size = batch_size or input_ids.size(0)
