@@ -7,9 +7,13 @@ Two measurements, printed as tables and written to `--json`:
             image and video preprocessing
     step    `VLMGRPOTrainer` optimizer-step time on the same synthetic clips, images against video (G completions of
             U clips per step, every completion `--max-completion-length` tokens; median after one warm-up step)
+    sft     (with `--sft`) the tiny-video SFT recipe on a tiny Qwen2.5-VL, once with images and once with video, the
+            same budget and seed; action F1_all on the test split and F1 of the motion-only reasons (a front car
+            pulling out of the lane, a pedestrian stepping off the curb), through the stage script, predict and eval
 
     python benchmarks/clip_video.py --json clip_video.json
     python benchmarks/clip_video.py --skip-step              # tokens only, seconds
+    python benchmarks/clip_video.py --skip-step --sft --work-dir outputs/clip-video   # + SFT, ~20 min on 2 cores
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -143,6 +149,42 @@ def measure_step(work: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+# The reasons only motion tells apart (docs/data.md): BDD-OIA ids of a front car pulling out and of a pedestrian
+# stepping off the curb.
+MOTION_REASONS = ("front_car_turning_left", "front_car_turning_right", "obstacle_person")
+
+
+def measure_sft(work: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Train, predict and score the tiny-video SFT recipe with each clip input; the figures eval writes."""
+    from vlmrl_trl.tiny import build_tiny_model
+
+    model_dir = work / "tiny-qwen2.5-vl"
+    if not (model_dir / "config.json").is_file():
+        build_tiny_model(model_dir, "qwen2_5_vl")
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "tiny-video" / "sft" / "config_synthetic.yaml"
+    data = work / "synthetic"
+    rows = []
+    for clip_input in ("images", "video"):
+        out = work / f"sft-{clip_input}"
+        overrides = ["--model_name_or_path", str(model_dir), "--data_dir", str(data), "--clip_input", clip_input]
+        overrides += ["--output_dir", str(out), "--save_strategy", "no", *args.sft_args]
+        subprocess.run([sys.executable, "-m", "vlmrl_trl.sft", "--config", str(recipe), *overrides], check=True)
+        cli = [sys.executable, "-m", "vlmrl_trl.cli"]
+        predicted = work / f"predict-{clip_input}"
+        subprocess.run(
+            [*cli, "predict", "--model", str(out), "--data", str(data), "--out", str(predicted), "--clip-input",
+             clip_input, "--batch-size", "16"],
+            check=True,
+        )  # fmt: skip
+        scored = work / f"eval-{clip_input}"
+        subprocess.run(
+            [*cli, "eval", "--predictions", str(predicted / "predictions.jsonl"), "--out", str(scored)], check=True
+        )
+        metrics = json.loads((scored / "metrics.json").read_text(encoding="utf-8"))
+        rows.append({"clip_input": clip_input, "metrics": metrics})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", default=None, help="write the results here")
@@ -153,10 +195,14 @@ def main() -> None:
     parser.add_argument("--max-completion-length", type=int, default=16)
     parser.add_argument("--step-family", default="qwen2_5_vl", choices=FAMILIES)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
-    parser.add_argument("--skip-step", action="store_true", help="measure visual tokens only")
+    parser.add_argument("--skip-step", action="store_true", help="skip the GRPO step timing")
+    parser.add_argument("--sft", action="store_true", help="also train and score SFT with images and with video")
+    parser.add_argument("--sft-args", nargs="*", default=[], help="overrides for both SFT runs (e.g. --max_steps 50)")
+    parser.add_argument("--work-dir", default=None, help="where models and runs go (default: a temp dir)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+        work = Path(args.work_dir or tmp)
+        work.mkdir(parents=True, exist_ok=True)
         result: dict[str, Any] = {"frames": args.frames, "tokens": measure_tokens(work, args.frames)}
         print(f"visual tokens of one {args.frames}-frame clip")
         print(f"{'family':<12} {'frame':>9} {'images':>7} {'video':>6}")
@@ -168,6 +214,11 @@ def main() -> None:
             print(f"\nGRPO step, G={args.group}, M={args.frames}, U={args.clips_per_step}")
             for row in result["step"]:
                 print(f"{row['family']:<12} {row['clip_input']:<7} {row['step_s']:7.2f} s")
+        if args.sft:
+            result["sft"] = measure_sft(work, args)
+            print("\nSFT (tiny-video recipe, tiny Qwen2.5-VL), test split")
+            for row in result["sft"]:
+                print(f"{row['clip_input']:<7} {json.dumps(row['metrics'])[:300]}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
