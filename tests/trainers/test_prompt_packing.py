@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from vlmrl_trl.trainers.deduplication import group_identical_rows
 from vlmrl_trl.trainers.prompt_packing import pack_shared_prompts
-from vlmrl_trl.trainers.vision_cache import group_identical_rows
 
 PAD = 0
 

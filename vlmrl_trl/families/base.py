@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from ..trainers.deduplication import group_identical_rows
 from ..trainers.prompt_packing import PackedPrompts
-from ..trainers.vision_cache import group_identical_rows
 
 # Per-token inputs: one value per prompt (or prompt + completion) token, laid out like `input_ids`.
 PER_TOKEN_KEYS = frozenset({"token_type_ids", "mm_token_type_ids"})

@@ -16,7 +16,7 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import Qwen2_5_VLModel
 from transformers.models.qwen2_vl.modeling_qwen2_vl import Qwen2VLModel
 from transformers.models.qwen3_vl.modeling_qwen3_vl import Qwen3VLModel
 
-from ..trainers.vision_cache import group_identical_rows
+from ..trainers.deduplication import group_identical_rows
 from .base import PER_TOKEN_KEYS, FamilyAdapter, take
 from .per_image import expand_outputs
 

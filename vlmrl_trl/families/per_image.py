@@ -21,8 +21,8 @@ from transformers.models.llava.modeling_llava import LlavaModel
 from transformers.models.llava_next.modeling_llava_next import LlavaNextModel
 from transformers.models.llava_onevision.modeling_llava_onevision import LlavaOnevisionModel
 
+from ..trainers.deduplication import group_identical_rows
 from ..trainers.prompt_packing import PackedPrompts
-from ..trainers.vision_cache import group_identical_rows
 from .base import FamilyAdapter
 
 # Inputs of `get_image_features` with one entry per image in dim 0.

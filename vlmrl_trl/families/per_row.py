@@ -11,7 +11,7 @@ from transformers.models.idefics2.modeling_idefics2 import Idefics2Model
 from transformers.models.idefics3.modeling_idefics3 import Idefics3Model
 from transformers.models.smolvlm.modeling_smolvlm import SmolVLMModel
 
-from ..trainers.vision_cache import group_identical_rows
+from ..trainers.deduplication import group_identical_rows
 from .base import FamilyAdapter
 
 

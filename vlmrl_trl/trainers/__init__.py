@@ -10,20 +10,20 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .advantages import compute_gae
+    from .deduplication import group_identical_rows, memoized_image_processing, share_image_features
     from .grpo_config import VLMGRPOConfig
     from .grpo_trainer import VLMGRPOTrainer, vision_sharing_fallback
     from .ppo_config import VLMPPOConfig
     from .ppo_trainer import VLMPPOTrainer
     from .value_head import ValueHead
-    from .vision_cache import group_identical_rows, memoized_image_processing, share_image_features
 
 _EXPORTS = {
     "VLMGRPOConfig": "grpo_config",
     "VLMGRPOTrainer": "grpo_trainer",
     "vision_sharing_fallback": "grpo_trainer",
-    "group_identical_rows": "vision_cache",
-    "memoized_image_processing": "vision_cache",
-    "share_image_features": "vision_cache",
+    "group_identical_rows": "deduplication",
+    "memoized_image_processing": "deduplication",
+    "share_image_features": "deduplication",
     "VLMPPOConfig": "ppo_config",
     "VLMPPOTrainer": "ppo_trainer",
     "ValueHead": "value_head",

@@ -19,7 +19,7 @@ from trl.trainer.utils import pad
 from ..data.frames import DEFAULT_FPS
 from ..families import FamilyAdapter
 from ..families.base import PER_TOKEN_KEYS
-from .vision_cache import frame_digest
+from .deduplication import frame_digest
 
 VIDEO_COLUMN = "video"
 FPS_COLUMN = "fps"

@@ -30,8 +30,8 @@ from .clip_video import (
     tokenize_video_prompts,
     widen_per_token,
 )
+from .deduplication import memoized_image_processing
 from .prompt_packing import pack_shared_prompts
-from .vision_cache import memoized_image_processing
 
 logger = get_logger(__name__)
 compat.check()  # the TRL/transformers internals below are all there, or one line says which is not

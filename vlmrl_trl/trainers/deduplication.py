@@ -1,4 +1,4 @@
-"""Exact sharing of vision work between rows that carry the same clip.
+"""Deduplication of identical clips (`VLMGRPOConfig.deduplicate_vision`): exact sharing of vision work between rows.
 
 GRPO repeats every prompt once per completion, so a batch holds each clip many times over. The helpers here let a
 trainer preprocess and encode each distinct clip once and hand the result to all of its rows. Every merge is decided

@@ -12,7 +12,7 @@ from trl import ModelConfig
 
 from vlmrl_trl.families.per_row import PerRowAdapter
 from vlmrl_trl.models import load_model, load_processor
-from vlmrl_trl.trainers.vision_cache import (
+from vlmrl_trl.trainers.deduplication import (
     MemoizedImageProcessor,
     group_identical_rows,
     memoized_image_processing,
