@@ -112,3 +112,12 @@ def test_a_mistyped_key_is_named_with_the_closest_valid_one(tmp_path: Path) -> N
         parse_args(["--config", str(bad)])
     message = str(written.value)
     assert "num_frame (did you mean num_frames?)" in message and str(bad) in message and "\n" not in message
+
+
+def test_a_bad_value_on_the_command_line_is_one_line_naming_the_option(capsys) -> None:
+    from vlmrl_trl.sft import cli
+
+    recipe = Path(__file__).resolve().parents[1] / "recipes" / "tiny" / "sft" / "config_synthetic.yaml"
+    assert cli(["--config", str(recipe), "--max_steps", "1.5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "vlmrl_trl.sft: error: argument --max_steps/--max-steps: invalid int value: '1.5'"

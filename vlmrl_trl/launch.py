@@ -81,6 +81,15 @@ def renamed_aliases(argv: Sequence[str]) -> list[str]:
     return renamed
 
 
+class RecipeParser(TrlParser):
+    """`TrlParser` whose argument errors (a value of the wrong type, a missing value) raise ``ValueError`` with
+    argparse's message, which names the option, so the stage scripts report them in one line like any bad option
+    instead of argparse's usage text."""
+
+    def error(self, message: str) -> None:
+        raise ValueError(message)
+
+
 def parse_recipe(dataclass_types: tuple[type, ...], argv: Sequence[str] | None = None) -> tuple:
     """A stage script's arguments: ``--config recipe.yaml`` plus command-line overrides of the same keys, parsed by
     ``TrlParser`` into ``dataclass_types`` (script arguments, training arguments, ``ModelConfig``). ``ddp_backend``
@@ -89,7 +98,7 @@ def parse_recipe(dataclass_types: tuple[type, ...], argv: Sequence[str] | None =
     not train together raise ``ValueError``, all before any data or model is loaded."""
     from .options import read_recipe, validate_options
 
-    parser = TrlParser(dataclass_types)
+    parser = RecipeParser(dataclass_types)
     set_launch_defaults(parser)
     argv = renamed_aliases(sys.argv[1:] if argv is None else argv)
     recipe = recipe_path(argv)
