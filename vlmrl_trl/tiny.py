@@ -211,11 +211,9 @@ def _build_qwen3_vl(sizes: TinySizes) -> tuple[Any, Any]:
     return Qwen3VLForConditionalGeneration(config), processor
 
 
-def _build_llava(sizes: TinySizes) -> tuple[Any, Any]:
-    from transformers import CLIPImageProcessor, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
-    from trl.chat_template_utils import llava_next_chat_template
-
-    tokenizer = build_tiny_tokenizer(
+def _llava_tokenizer(sizes: TinySizes) -> Any:
+    """The Llama-style tokenizer of the tiny LLaVA families, with their `<image>` token."""
+    return build_tiny_tokenizer(
         sizes.vocab_size,
         bos_token="<s>",
         eos_token="</s>",
@@ -224,17 +222,29 @@ def _build_llava(sizes: TinySizes) -> tuple[Any, Any]:
         image_token="<image>",
         padding_side="left",
     )
-    vision = dict(
+
+
+def _llava_vision(sizes: TinySizes, image_size: int) -> dict[str, Any]:
+    """The CLIP tower of the tiny LLaVA families, one layer more than asked: they read features from layer -2, so
+    the last layer is never used."""
+    return dict(
         model_type="clip_vision_model",
         hidden_size=sizes.vision_hidden_size,
         intermediate_size=4 * sizes.vision_hidden_size,
-        # One layer more than asked: LLaVA reads features from layer -2, so the last layer is never used.
         num_hidden_layers=sizes.vision_layers + 1,
         num_attention_heads=sizes.vision_heads,
-        image_size=sizes.image_size,
+        image_size=image_size,
         patch_size=sizes.patch_size,
         projection_dim=sizes.vision_hidden_size,
     )
+
+
+def _build_llava(sizes: TinySizes) -> tuple[Any, Any]:
+    from transformers import CLIPImageProcessor, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from trl.chat_template_utils import llava_next_chat_template
+
+    tokenizer = _llava_tokenizer(sizes)
+    vision = _llava_vision(sizes, sizes.image_size)
     config = LlavaConfig(
         vision_config=vision,
         text_config=dict(_text_fields(sizes, tokenizer), model_type="llama"),
@@ -272,27 +282,9 @@ def _build_llava_next(sizes: TinySizes) -> tuple[Any, Any]:
     )
     from trl.chat_template_utils import llava_next_chat_template
 
-    tokenizer = build_tiny_tokenizer(
-        sizes.vocab_size,
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        extra_special_tokens=("<image>",),
-        image_token="<image>",
-        padding_side="left",
-    )
+    tokenizer = _llava_tokenizer(sizes)
     tile, pinpoints = _anyres_grid(sizes)
-    vision = dict(
-        model_type="clip_vision_model",
-        hidden_size=sizes.vision_hidden_size,
-        intermediate_size=4 * sizes.vision_hidden_size,
-        # One layer more than asked: LLaVA-Next reads features from layer -2, so the last layer is never used.
-        num_hidden_layers=sizes.vision_layers + 1,
-        num_attention_heads=sizes.vision_heads,
-        image_size=tile,
-        patch_size=sizes.patch_size,
-        projection_dim=sizes.vision_hidden_size,
-    )
+    vision = _llava_vision(sizes, tile)
     config = LlavaNextConfig(
         vision_config=vision,
         text_config=dict(_text_fields(sizes, tokenizer), model_type="llama"),
