@@ -21,6 +21,8 @@ endif
 FROM_CHECKPOINT = $(if $(CHECKPOINT),--model_name_or_path $(CHECKPOINT))
 STAGES = $(PY) -m vlmrl_trl.stages
 check_replace = @$(STAGES) replace --target $@ --recipe $(RECIPE) $(if $(OVERWRITE),--overwrite) -- $(ARGS)
+# A replaced output starts afresh: resuming its old run's last checkpoint would train the old run's options.
+FRESH = $(if $(OVERWRITE),--resume_from_checkpoint false)
 START_FROM = $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT),$(call tiny_inputs,--trains-first))
 check_start = @$(STAGES) start --target $@ --recipe $(RECIPE) $(START_FROM) -- $(ARGS)
 
@@ -69,7 +71,7 @@ sft: RECIPE ?= recipes/tiny/sft/config_synthetic.yaml
 sft: $(STAMP)
 	$(check_replace)
 	$(if $(call tiny_inputs,x),$(MAKE) $(TINY_VLM) $(SYNTH))
-	$(RUN) vlmrl_trl.sft --config $(RECIPE) $(ARGS)
+	$(RUN) vlmrl_trl.sft --config $(RECIPE) $(ARGS) $(FRESH)
 
 # Stage 2's rewards (R2, R3) need no CLIP; stage 3's R1 reads the tiny one.
 grpo-stage2: RECIPE ?= recipes/tiny/grpo/config_stage2.yaml
@@ -77,21 +79,21 @@ grpo-stage2: $(STAMP)
 	$(check_start)
 	$(check_replace)
 	$(if $(call tiny_inputs,x),$(MAKE) $(if $(CHECKPOINT),,$(TINY_SFT)) $(SYNTH))
-	$(RUN) vlmrl_trl.grpo --config $(RECIPE) $(FROM_CHECKPOINT) $(ARGS)
+	$(RUN) vlmrl_trl.grpo --config $(RECIPE) $(FROM_CHECKPOINT) $(ARGS) $(FRESH)
 
 grpo-stage3: RECIPE ?= recipes/tiny/grpo/config_stage3.yaml
 grpo-stage3: $(STAMP)
 	$(check_start)
 	$(check_replace)
 	$(if $(call tiny_inputs,x),$(MAKE) $(if $(CHECKPOINT),,$(TINY_SFT)) $(TINY_CLIP))
-	$(RUN) vlmrl_trl.grpo --config $(RECIPE) $(FROM_CHECKPOINT) $(ARGS)
+	$(RUN) vlmrl_trl.grpo --config $(RECIPE) $(FROM_CHECKPOINT) $(ARGS) $(FRESH)
 
 ppo-stage1: RECIPE ?= recipes/tiny/ppo/config_stage1.yaml
 ppo-stage1: $(STAMP)
 	$(check_start)
 	$(check_replace)
 	$(if $(call tiny_inputs,x),$(MAKE) $(if $(CHECKPOINT),,$(TINY_SFT)) $(TINY_CLIP))
-	$(RUN) vlmrl_trl.ppo --config $(RECIPE) $(FROM_CHECKPOINT) $(ARGS)
+	$(RUN) vlmrl_trl.ppo --config $(RECIPE) $(FROM_CHECKPOINT) $(ARGS) $(FRESH)
 
 # The main job on the embedded default: SFT -> predict/eval (+ report) -> GRPO Stage 2 (+ before/after page) ->
 # PPO Stage 1. The models go where the stage targets read and write them (outputs/tiny-vlm-sft, ...), the

@@ -75,3 +75,19 @@ def test_make_sft_with_args_refuses_before_training(project):
     assert done.returncode != 0
     assert "refusing to replace outputs/tiny-vlm-sft" in done.stderr
     assert "vlmrl_trl.sft" not in done.stdout  # the training command never ran
+
+
+def test_a_replaced_output_starts_afresh_instead_of_resuming_the_old_run():
+    """With OVERWRITE=1 the stage ignores the old run's checkpoints (they hold its options); without, it resumes."""
+
+    def command(*overwrite: str) -> str:
+        done = subprocess.run(
+            ["make", "-n", "grpo-stage2", "ARGS=--max_steps 2", *overwrite],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
+        return next(line for line in done.stdout.splitlines() if "-m vlmrl_trl.grpo" in line)
+
+    assert command("OVERWRITE=1").endswith("--max_steps 2 --resume_from_checkpoint false")
+    assert "--resume_from_checkpoint" not in command()
