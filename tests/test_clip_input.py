@@ -1,5 +1,6 @@
-"""`clip_input: video` through the stage scripts and predict on a tiny Qwen2.5-VL: SFT learns from the video path with
-the loss on the answer only, GRPO and predict read the same videos, and a family without a video path refuses."""
+"""`clip_input: video` through the stage scripts and predict on tiny Qwen models: SFT learns from the video path with
+the loss on the answer only and predict reads the same clips (every Qwen family), the scripts run SFT -> GRPO ->
+predict on video, and a family without a video path refuses."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from vlmrl_trl.data.formatting import build_prompt, to_rl_dataset, to_sft_datase
 from vlmrl_trl.families import adapter_for
 from vlmrl_trl.grpo import cli as grpo_cli
 from vlmrl_trl.models import load_model, load_processor
-from vlmrl_trl.predict import predict_dataset
+from vlmrl_trl.predict import GenerationOptions, generate, predict_dataset
 from vlmrl_trl.sft import SFTScriptArguments
 from vlmrl_trl.sft import cli as sft_cli
 from vlmrl_trl.tiny import build_tiny_model
@@ -41,11 +42,13 @@ def test_video_prompts_have_one_video_entry_and_rows_carry_the_frames_and_rate(t
     assert to_sft_dataset(clips, clip_input="video")[0]["video"]
 
 
-def test_the_sft_collator_trains_on_the_answer_alone(qwen_dir, tmp_path):
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
+def test_the_sft_collator_trains_on_the_answer_alone(family, qwen_dir, tmp_path):
+    model_dir = qwen_dir if family == "qwen2_5_vl" else build_tiny_model(tmp_path / family, family)
     clips = load_clips(SFTScriptArguments(data_dir=str(tmp_path / "synthetic"), synthetic_train_clips=2), "train")
     rows = to_sft_dataset(clips, clip_input="video")
-    processor = load_processor(str(qwen_dir))
-    model = load_model_dir(qwen_dir)
+    processor = load_processor(str(model_dir))
+    model = load_model_dir(model_dir)
     batch = VideoSFTCollator(processor, adapter_for(model))([rows[0], rows[1]])
     assert "pixel_values_videos" in batch and "pixel_values" not in batch
     tokenizer = processor.tokenizer
@@ -53,6 +56,10 @@ def test_the_sft_collator_trains_on_the_answer_alone(qwen_dir, tmp_path):
         answer = tokenizer.decode(labels[labels != -100])
         assert answer.startswith(rows[row]["completion"][0]["content"][0]["text"])
     assert torch.isfinite(model(**batch).loss)
+    # predict reads the same clips through the same video path
+    options = GenerationOptions(max_new_tokens=3)
+    texts = generate(model, processor, [rows[0]["prompt"]], [rows[0]["video"]], options, video_fps=[rows[0]["fps"]])
+    assert len(texts) == 1 and isinstance(texts[0], str)
 
 
 def load_model_dir(path: Path):
