@@ -22,7 +22,7 @@ import logging
 import re
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any, Literal
@@ -335,8 +335,9 @@ class _FrameSource:
         return clip_id, [str(p) for p in frames] if frames else [str(image_path)]
 
 
-def _clip_dataset(rows: dict[str, list], split: str, keep_confuse: bool) -> datasets.Dataset:
-    """The clip columns as a ``datasets.Dataset``, frames as lazily decoded images; ``confuse`` only if kept."""
+def clip_dataset(rows: dict[str, list], split: str, keep_confuse: bool = False) -> datasets.Dataset:
+    """The clip columns every loader returns as a ``datasets.Dataset``, frames as lazily decoded images;
+    ``confuse`` (BDD-OIA's) only if kept."""
     import datasets
 
     features = {
@@ -351,8 +352,18 @@ def _clip_dataset(rows: dict[str, list], split: str, keep_confuse: bool) -> data
     if keep_confuse:
         features["confuse"] = datasets.Value("bool")
     else:
-        del rows["confuse"]
+        rows.pop("confuse", None)
     return datasets.Dataset.from_dict(rows, features=datasets.Features(features), split=split)
+
+
+def warn_skipped(source: str, issues: Sequence[Issue], entries: str, *, kept: int, total: str) -> None:
+    """The one warning of a loader that skipped invalid `entries` (``skip_invalid``): how many of each kind, what
+    was kept, the first issue; it points at the loader's caller."""
+    kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(Counter(i.kind for i in issues).items()))
+    warnings.warn(
+        f"{source}: {len(issues)} invalid {entries} skipped ({kinds}); kept {kept} of {total}. First: {issues[0]}",
+        stacklevel=3,
+    )
 
 
 def load_bddoia(
@@ -423,12 +434,7 @@ def load_bddoia(
     if issues:
         if not skip_invalid:
             raise BDDOIADataError(split, issues)
-        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(Counter(i.kind for i in issues).items()))
-        warnings.warn(
-            f"BDD-OIA {split}: {len(issues)} invalid entries skipped ({kinds}); kept {len(rows['clip_id'])} of "
-            f"{total} images. First: {issues[0]}",
-            stacklevel=2,
-        )
+        warn_skipped(f"BDD-OIA {split}", issues, "entries", kept=len(rows["clip_id"]), total=f"{total} images")
     if confused:
         logger.info("BDD-OIA %s: dropped %d 'confuse' clips, as the official loader does", split, confused)
     if not rows["clip_id"]:
@@ -446,4 +452,4 @@ def load_bddoia(
         missing = sum(s is None for s in rows["scene"])
         if missing:
             warnings.warn(f"{descriptions_path} has no description for {missing} clips", stacklevel=2)
-    return _clip_dataset(rows, split, keep_confuse)
+    return clip_dataset(rows, split, keep_confuse)

@@ -15,15 +15,13 @@ A clip set without BDD-OIA's layout (and with any label set, :mod:`vlmrl_trl.lab
 from __future__ import annotations
 
 import json
-import warnings
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..labels import BDDOIA, LabelSet
 from ..schema import bits_to_ids, ids_to_bits
-from .bddoia import SPLITS, ImageCheck, Issue, _image_problem, _unsafe_name
+from .bddoia import SPLITS, ImageCheck, Issue, _image_problem, _unsafe_name, clip_dataset, warn_skipped
 
 if TYPE_CHECKING:
     import datasets
@@ -114,7 +112,6 @@ def load_manifest(
     """The clips of one split of a manifest, with ``load_bddoia``'s columns (``clip_id``, ``file_name``: the last
     frame's path in the manifest, ``images``: the last ``num_frames`` frames ``frame_stride`` apart, oldest first,
     ``num_frames``, ``actions`` and ``reasons`` as bits over ``labels``, ``scene``)."""
-    import datasets
 
     if num_frames < 1 or frame_stride < 1:
         raise ValueError(f"num_frames and frame_stride must be >= 1, got {num_frames} and {frame_stride}")
@@ -170,21 +167,5 @@ def load_manifest(
     if issues:
         if not skip_invalid:
             raise ManifestDataError(path, split, issues)
-        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(Counter(i.kind for i in issues).items()))
-        warnings.warn(
-            f"manifest {path} {split}: {len(issues)} invalid lines skipped ({kinds}); kept {len(rows['clip_id'])} "
-            f"of {total} clips. First: {issues[0]}",
-            stacklevel=2,
-        )
-    features = datasets.Features(
-        {
-            "clip_id": datasets.Value("string"),
-            "file_name": datasets.Value("string"),
-            "images": datasets.List(datasets.Image()),
-            "num_frames": datasets.Value("int32"),
-            "actions": datasets.List(datasets.Value("int8")),
-            "reasons": datasets.List(datasets.Value("int8")),
-            "scene": datasets.Value("string"),
-        }
-    )
-    return datasets.Dataset.from_dict(rows, features=features, split=split)
+        warn_skipped(f"manifest {path} {split}", issues, "lines", kept=len(rows["clip_id"]), total=f"{total} clips")
+    return clip_dataset(rows, split)
