@@ -4,6 +4,7 @@ stock `trl.GRPOTrainer` run with a `VLMGRPOTrainer` run on the same model (any f
 from __future__ import annotations
 
 import types
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -151,6 +152,25 @@ def assert_gradients_close(stock: dict[str, torch.Tensor], shared: dict[str, tor
         # their ~1e-9 values are rounding noise, so a relative error on them alone would mean nothing.
         scale = torch.maximum(grad.norm(), 1e-4 * total)
         assert (shared[name] - grad).norm() <= 1e-5 * scale, name
+
+
+def log_prob_pass(
+    trainer: GRPOTrainer, output: dict[str, Any], keys: Iterable[str]
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """Loss-pass log-probs and entropies of a rollout (its fields `keys` passed on) in chunks of 3 rows, cutting
+    through the groups, and the gradients of their masked sum."""
+    logps, entropies, _ = trainer._get_per_token_logps_and_entropies(
+        trainer.model,
+        torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1),
+        torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1),
+        output["completion_ids"].size(1),
+        batch_size=3,
+        compute_entropy=True,
+        **{key: output[key] for key in keys if key in output},
+    )
+    (logps * output["completion_mask"]).sum().backward()
+    grads = {name: p.grad.clone() for name, p in trainer.model.named_parameters() if p.grad is not None}
+    return logps.detach(), entropies.detach(), grads
 
 
 def train_recording(

@@ -13,6 +13,7 @@ from grpo_helpers import (
     assert_gradients_close,
     assert_same_training,
     clip_rows,
+    log_prob_pass,
     make_trainer,
     record_sampled_training,
     train_recording,
@@ -89,22 +90,8 @@ def test_adapter_and_fallbacks_say_what_each_family_shares(family, tmp_path):
         assert "bidirectional" in reason
 
 
-def log_prob_pass(trainer: GRPOTrainer, output: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """Loss-pass log-probs and entropies of a rollout in chunks of 3 rows (cutting through the groups), and the
-    gradients of their masked sum."""
-    keys = ("pixel_values", "image_grid_thw", "mm_token_type_ids", "token_type_ids", "image_sizes", "num_images")
-    logps, entropies, _ = trainer._get_per_token_logps_and_entropies(
-        trainer.model,
-        torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1),
-        torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1),
-        output["completion_ids"].size(1),
-        batch_size=3,
-        compute_entropy=True,
-        **{key: output[key] for key in keys if key in output},
-    )
-    (logps * output["completion_mask"]).sum().backward()
-    grads = {name: p.grad.clone() for name, p in trainer.model.named_parameters() if p.grad is not None}
-    return logps.detach(), entropies.detach(), grads
+# The rollout fields stock TRL's loss pass hands to the log-prob pass (those the rollout holds).
+LOSS_PASS_KEYS = ("pixel_values", "image_grid_thw", "mm_token_type_ids", "token_type_ids", "image_sizes", "num_images")
 
 
 @pytest.mark.slow
@@ -118,7 +105,7 @@ def test_log_prob_passes_match_stock_with_fewer_frames_and_tokens(family, clips,
         trainer.model.train()
         output = trainer._generate_and_score_completions(next(iter(trainer.get_train_dataloader())))
         frames, tokens = FrameCounter(trainer.model), LMTokenCounter(trainer.model)
-        runs.append((output, *log_prob_pass(trainer, output), frames.frames, tokens.tokens))
+        runs.append((output, *log_prob_pass(trainer, output, LOSS_PASS_KEYS), frames.frames, tokens.tokens))
     (stock, stock_logps, stock_entropies, stock_grads, stock_frames, stock_tokens) = runs[0]
     (shared, logps, entropies, grads, frames, tokens) = runs[1]
     assert trainer.share_vision
@@ -170,7 +157,7 @@ def test_anyres_tiles_of_mixed_image_sizes_match_stock(family, tmp_path):
         )
         trainer.model.train()
         output = trainer._generate_and_score_completions(next(iter(trainer.get_train_dataloader())))
-        runs.append((output, *log_prob_pass(trainer, output)))
+        runs.append((output, *log_prob_pass(trainer, output, LOSS_PASS_KEYS)))
     (stock, stock_logps, stock_entropies, stock_grads), (_, logps, entropies, grads) = runs
     padded = {image.size(0) for image in stock["pixel_values"]}
     real = {int((image.flatten(1).abs().sum(-1) > 0).sum()) for image in stock["pixel_values"]}

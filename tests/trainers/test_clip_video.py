@@ -4,7 +4,6 @@ packing and clip grouping off (stock TRL has no video GRPO to compare with)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -14,6 +13,7 @@ from grpo_helpers import (
     assert_gradients_close,
     assert_same_training,
     frame,
+    log_prob_pass,
     make_trainer,
     train_recording,
 )
@@ -41,21 +41,6 @@ def video_rows(frame_counts: tuple[int, ...] = (4, 2, 4, 2)) -> Dataset:
     )
 
 
-def log_prob_pass(trainer: VLMGRPOTrainer, output: dict[str, Any]) -> tuple[torch.Tensor, dict]:
-    """Loss-pass log-probs of a rollout in chunks of 3 rows (cutting through the groups) and their gradients."""
-    logps, _, _ = trainer._get_per_token_logps_and_entropies(
-        trainer.model,
-        torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1),
-        torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1),
-        output["completion_ids"].size(1),
-        batch_size=3,
-        **{key: output[key] for key in trainer.adapter.visual_keys if key in output},
-    )
-    (logps * output["completion_mask"]).sum().backward()
-    grads = {name: p.grad.clone() for name, p in trainer.model.named_parameters() if p.grad is not None}
-    return logps.detach(), grads
-
-
 @pytest.mark.slow
 def test_video_rollout_and_log_probs_match_the_unshared_trainer_with_fewer_frames(model_dir, tmp_path):
     settings = dict(num_iterations=2, beta=0.1, gradient_accumulation_steps=2, num_generations=4)
@@ -65,7 +50,7 @@ def test_video_rollout_and_log_probs_match_the_unshared_trainer_with_fewer_frame
         trainer.model.train()
         counter = FrameCounter(trainer.model)
         output = trainer._generate_and_score_completions(next(iter(trainer.get_train_dataloader())))
-        logps, grads = log_prob_pass(trainer, output)
+        logps, _, grads = log_prob_pass(trainer, output, trainer.adapter.visual_keys)
         runs.append((trainer, output, logps, grads, counter.frames))
     (_, reference, reference_logps, reference_grads, reference_frames) = runs[0]
     (trainer, shared, logps, grads, frames) = runs[1]
