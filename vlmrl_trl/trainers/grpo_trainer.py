@@ -292,11 +292,12 @@ class VLMGRPOTrainer(CompleteCheckpoints, GRPOTrainer):
                 [chunk_ids[:, :prompt_width], chunk_mask[:, :prompt_width]], chunk, chunk_images
             )
             ends_with_image = bool((chunk_ids[:, prompt_width - 1] == self.model.config.image_token_id).any())
-            if (first.numel() == inverse.numel() or ends_with_image) and video:
+            one_row_each = first.numel() == inverse.numel() or ends_with_image
+            if one_row_each and video:
                 chunk_logps, chunk_entropies, _ = self._rowwise_logps_and_entropies(
                     model, chunk_ids, chunk_mask, logits_to_keep, None, compute_entropy, False, chunk
                 )
-            elif first.numel() == inverse.numel() or ends_with_image:
+            elif one_row_each:
                 chunk_logps, chunk_entropies, _ = super()._get_per_token_logps_and_entropies(
                     model,
                     chunk_ids,
@@ -322,6 +323,7 @@ class VLMGRPOTrainer(CompleteCheckpoints, GRPOTrainer):
         return {**inputs, **carried}
 
     def _has_video(self, inputs: dict[str, Any]) -> bool:
+        """Whether a log-prob pass's inputs hold video, which TRL's own pass cannot take."""
         return self.adapter is not None and any(inputs.get(key) is not None for key in self.adapter.video_keys)
 
     def _rowwise_logps_and_entropies(
