@@ -156,20 +156,14 @@ def _video_inputs(
 ) -> Any:
     """Model inputs of prompts with one video placeholder each and their clips as videos (left-padded)."""
     from .families import adapter_for
+    from .trainers.clip_video import process_videos
 
     adapter = adapter_for(model)
     if adapter is None or not adapter.video_keys:
         raise ValueError(f"clip_input=video: {type(model).__name__} models have no video path here")
     texts = [processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
-    clips = [list(frames) for frames in videos]
-    return processor(
-        text=texts,
-        videos=clips,
-        padding=True,
-        padding_side="left",
-        return_tensors="pt",
-        **adapter.video_processor_kwargs([(rate, len(c)) for rate, c in zip(fps, clips, strict=True)]),
-    )
+    clips = [(list(frames), rate) for frames, rate in zip(videos, fps, strict=True)]
+    return process_videos(processor, adapter, texts, clips, padding=True, padding_side="left")
 
 
 def prediction_record(text: str, example: Mapping[str, Any], **extra: Any) -> dict[str, Any]:

@@ -47,6 +47,24 @@ def clip_videos(inputs: Sequence[dict[str, Any]]) -> list[tuple[list[Any], float
     return videos
 
 
+def process_videos(
+    processor: Any,
+    adapter: FamilyAdapter,
+    texts: Sequence[str],
+    clips: Sequence[tuple[list[Any], float]],
+    **kwargs: Any,
+) -> Any:
+    """The processor's tensors for rendered prompts with one video each: every frame of each clip kept, at its frame
+    rate (`adapter.video_processor_kwargs`); `kwargs` go to the processor (padding, special tokens)."""
+    return processor(
+        text=list(texts),
+        videos=[frames for frames, _ in clips],
+        return_tensors="pt",
+        **adapter.video_processor_kwargs([(fps, len(frames)) for frames, fps in clips]),
+        **kwargs,
+    )
+
+
 def _row_key(text: str, frames: list[Any], fps: float) -> tuple[Any, ...]:
     """Content key of one row's prompt: its text, every frame's pixels and the frame rate."""
     digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
@@ -69,16 +87,7 @@ def tokenize_video_prompts(
     for row, key in enumerate(keys):
         first.setdefault(key, row)
     rows = list(first.values()) if share else list(range(len(texts)))
-    processed = []
-    for row in rows:
-        frames, fps = videos[row]
-        out = processor(
-            text=[texts[row]],
-            videos=[frames],
-            return_tensors="pt",
-            **adapter.video_processor_kwargs([(fps, len(frames))]),
-        )
-        processed.append(out)
+    processed = [process_videos(processor, adapter, [texts[row]], [videos[row]]) for row in rows]
     position = {row: index for index, row in enumerate(rows)}
     source = [position[first[key]] if share else row for row, key in enumerate(keys)]
     prompt_ids = [processed[i]["input_ids"][0].tolist() for i in source]
@@ -131,8 +140,7 @@ class VideoSFTCollator:
         self.pad_token_id = getattr(processor, "tokenizer", processor).pad_token_id
 
     def _process(self, text: str, frames: list[Any], fps: float) -> Any:
-        kwargs = self.adapter.video_processor_kwargs([(fps, len(frames))])
-        return self.processor(text=[text], videos=[frames], return_tensors="pt", add_special_tokens=False, **kwargs)
+        return process_videos(self.processor, self.adapter, [text], [(frames, fps)], add_special_tokens=False)
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         rows = []
