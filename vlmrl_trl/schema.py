@@ -122,10 +122,11 @@ _PAIRS = rf"{_STRING}{_WS}:{_WS}(?:{_SCALAR}{_WS},{_WS}{_STRING}{_WS}:{_WS})*+" 
 _ITEMS = rf"(?:{_SCALAR}{_WS},{_WS})*+"  # flat array items, then a value
 _DESCENT = rf"(?:\[{_WS}{_ITEMS}|\{{{_WS}{_PAIRS})"
 # A "{" that may start an object: "{}", a flat object, or up to 8 nested openings and what must follow the first
-# close inside the object. Every "{" an object decodes from matches.
+# close inside the object. Every "{" an object decodes from matches. The openings are matched once (possessive; an
+# 8th is tried only after 7), so a long flat array inside is scanned once, not once per alternative.
 _OPENING = re.compile(
-    rf"\{{{_WS}(?:\}}|{_PAIRS}(?:{_SCALAR}{_WS}\}}|{_DESCENT}{{8}}|{_DESCENT}{{0,7}}+"
-    rf"(?:(?:{_SCALAR}{_WS})?[}}\]]|\{{{_WS}\}}){_WS}(?:,{_WS}[-\"\[{{0-9tfnNI]|[}}\]])))"
+    rf"\{{{_WS}(?:\}}|{_PAIRS}(?:{_SCALAR}{_WS}\}}|{_DESCENT}{{0,7}}+(?:{_DESCENT}|"
+    rf"(?:(?:{_SCALAR}{_WS})?[}}\]]|\{{{_WS}\}}){_WS}(?:,{_WS}[-\"\[{{0-9tfnNI]|[}}\]]))))"
 )
 # In the parse: a value (groups: scalar; "{", "}" of "{}"; "[", "]" of "[]"), what follows a value, more flat items.
 _VALUE = re.compile(rf"{_WS}(?:({_SCALAR})|(\{{){_WS}(?:(\}})|{_PAIRS})|(\[){_WS}(?:(\])|{_ITEMS}))")
