@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+from bit_cases import BitCase, bit_cases, json_bit_cases
 from sklearn.metrics import f1_score, precision_score, recall_score
 
 from vlmrl_trl.cli import main
@@ -150,7 +151,7 @@ def test_score_command_writes_metrics_json(tmp_path, capsys):
     [
         ("{not json", r"preds\.jsonl:2: not a JSON object"),
         ('{"text": 1, "actions": [0,0,0,0], "reasons": []}', r"preds\.jsonl:2: field 'text'"),
-        ('{"text": "x", "actions": [0,0,1], "reasons": []}', r"preds\.jsonl:2: field 'actions' must be a list of 4"),
+        ('{"text": "x", "actions": [0,0,1], "reasons": []}', r"preds\.jsonl:2: field 'actions': expected a list of 4"),
     ],
 )
 def test_malformed_prediction_lines_name_file_line_and_field(tmp_path, line, message, capsys):
@@ -160,3 +161,26 @@ def test_malformed_prediction_lines_name_file_line_and_field(tmp_path, line, mes
         read_predictions(tmp_path / "preds.jsonl")
     assert main(["score", "--predictions", str(tmp_path / "preds.jsonl"), "--out", str(tmp_path)]) == 2
     assert "preds.jsonl:2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", bit_cases(4), ids=lambda c: c.name)
+def test_label_matrix_rows_are_checked_as_bit_vectors(case: BitCase):
+    """A row of labels or predictions is taken or refused as check_bits decides (tests/bit_cases.py)."""
+    if case.expected is None:
+        for labels, predictions in (([case.value], [[0, 1, 0, 0]]), ([[0, 1, 0, 0]], [case.value])):
+            with pytest.raises(ValueError, match=r"must be 0/1 bits in a matrix of shape \(n, 4\); row 0: "):
+                multilabel_metrics(labels, predictions, ACTION_IDS)
+        return
+    assert multilabel_metrics([case.value], [[0, 1, 0, 0]], ACTION_IDS)["exact_match"] == 1.0
+
+
+@pytest.mark.parametrize("case", json_bit_cases(4), ids=lambda c: c.name)
+def test_prediction_label_fields_are_checked_as_bit_vectors(tmp_path, case: BitCase):
+    """A predictions line's ``actions`` is read as check_bits decides; a refusal names the file, line and field."""
+    line = {"text": "x", "actions": case.value, "reasons": [0] * 21}
+    _write_predictions(tmp_path / "preds.jsonl", [line])
+    if case.expected is None:
+        with pytest.raises(ValueError, match=r"preds\.jsonl:1: field 'actions': .*label bits"):
+            read_predictions(tmp_path / "preds.jsonl")
+        return
+    assert read_predictions(tmp_path / "preds.jsonl")[0]["actions"] == case.expected

@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+from bit_cases import BitCase, bit_cases
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +19,8 @@ from vlmrl_trl.schema import (
     Decision,
     ExtractedJSON,
     ParseFailure,
+    bits_to_ids,
+    check_bits,
     decision_json_schema,
     describe_format,
     extract_json_object,
@@ -251,10 +254,30 @@ def test_any_valid_decision_round_trips(actions, reasons, scene):
 
 
 def test_bit_vectors_of_wrong_length_are_rejected():
-    with pytest.raises(ValueError, match="expected 4 label bits, got 5"):
+    with pytest.raises(ValueError, match="expected a list of 4 label bits, got 5 values"):
         Decision.from_bits([1, 0, 0, 0, 1], [0] * 21)
     with pytest.raises(ValueError, match="0 or 1"):
         Decision.from_bits([2, 0, 0, 0], [0] * 21)
+
+
+@pytest.mark.parametrize("case", bit_cases(4), ids=lambda c: c.name)
+def test_check_bits_takes_0_1_vectors_of_the_length_and_nothing_else(case: BitCase):
+    """The one bit-vector check, and bits_to_ids through it; the other entry points assert the same table."""
+    if case.expected is None:
+        for check in (lambda: check_bits(case.value, 4), lambda: bits_to_ids(case.value, ACTION_IDS)):
+            with pytest.raises(ValueError, match="label bits") as err:
+                check()
+            assert "\n" not in str(err.value)
+        return
+    got = check_bits(case.value, 4)
+    assert got == case.expected and all(type(b) is int for b in got)
+    assert bits_to_ids(case.value, ACTION_IDS) == ("stop",)
+
+
+def test_check_bits_takes_any_of_several_lengths():
+    assert check_bits([0, 1, 0, 0, 1], (4, 5)) == [0, 1, 0, 0, 1]
+    with pytest.raises(ValueError, match="expected a list of 4 or 5 label bits, got 3 values"):
+        check_bits([0, 1, 0], (4, 5))
 
 
 def test_reason_action_conflicts():

@@ -23,7 +23,7 @@ import numpy as np
 
 from .facts import format_fact_table, record_fact_agreement
 from .labels import BDDOIA, LabelSet
-from .schema import Decision, ParseFailure, extract_json_object, validate_decision_obj
+from .schema import Decision, ParseFailure, check_bits, extract_json_object, validate_decision_obj
 
 
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -32,13 +32,7 @@ def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 def multilabel_metrics(y_true: Any, y_pred: Any, names: Sequence[str]) -> dict[str, Any]:
     """All metrics of one label group (actions or reasons) for 0/1 matrices of shape (n, len(names))."""
-    t, p = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
-    for what, bits in (("labels", t), ("predictions", p)):
-        if bits.size and (bits.ndim != 2 or bits.shape[1] != len(names)):
-            raise ValueError(f"{what} must be a matrix of shape (n, {len(names)}), got shape {bits.shape}")
-        if not np.isin(bits, (0, 1)).all():
-            raise ValueError(f"{what} must be 0/1 bits, got values {sorted(set(np.unique(bits)) - {0, 1})}")
-    t, p = t.reshape(-1, len(names)), p.reshape(-1, len(names))
+    t, p = _bit_matrix(y_true, len(names), "labels"), _bit_matrix(y_pred, len(names), "predictions")
     if t.shape != p.shape:
         raise ValueError(f"labels {t.shape} and predictions {p.shape} differ in shape")
     tp, fp, fn = (t & p).sum(0), ((1 - t) & p).sum(0), (t & (1 - p)).sum(0)
@@ -57,6 +51,22 @@ def multilabel_metrics(y_true: Any, y_pred: Any, names: Sequence[str]) -> dict[s
         "per_class_recall": {name: float(v) for name, v in zip(names, recall, strict=True)},
         "support": {name: int(v) for name, v in zip(names, t.sum(0), strict=True)},
     }
+
+
+def _bit_matrix(rows: Any, size: int, what: str) -> np.ndarray:
+    """``rows`` (a list or array of label-bit rows) as an (n, ``size``) int matrix, each row checked by
+    :func:`~vlmrl_trl.schema.check_bits`; the error names the first bad row."""
+    try:
+        rows = list(rows)
+    except TypeError:  # a number, a 0-D array
+        raise ValueError(f"{what} must be 0/1 bits in a matrix of shape (n, {size}), got {rows!r}") from None
+    checked = []
+    for i, row in enumerate(rows):
+        try:
+            checked.append(check_bits(row, size))
+        except ValueError as err:
+            raise ValueError(f"{what} must be 0/1 bits in a matrix of shape (n, {size}); row {i}: {err}") from None
+    return np.array(checked, dtype=np.int64).reshape(-1, size)
 
 
 def decision_metrics(
@@ -82,9 +92,11 @@ def decision_metrics(
 
 
 def _check_bits(value: Any, size: int, where: str, key: str) -> list[int]:
-    if not isinstance(value, list) or len(value) != size or any(b not in (0, 1) for b in value):
-        raise ValueError(f"{where}: field {key!r} must be a list of {size} bits (0/1), got {value!r}")
-    return value
+    """A predictions line's label field as bits; the error names the line (``where``) and the field."""
+    try:
+        return check_bits(value, size)
+    except ValueError as err:
+        raise ValueError(f"{where}: field {key!r}: {err}") from None
 
 
 def read_predictions(
@@ -126,8 +138,8 @@ def _prediction_line(line: str, where: str, labels: LabelSet) -> dict[str, Any]:
         raise ValueError(f"{where}: expected a JSON object, got {type(rec).__name__}")
     if not isinstance(rec.get("text"), str):
         raise ValueError(f"{where}: field 'text' (the raw model output) must be a string")
-    _check_bits(rec.get("actions"), labels.num_actions, where, "actions")
-    _check_bits(rec.get("reasons"), labels.num_reasons, where, "reasons")
+    rec["actions"] = _check_bits(rec.get("actions"), labels.num_actions, where, "actions")
+    rec["reasons"] = _check_bits(rec.get("reasons"), labels.num_reasons, where, "reasons")
     return rec
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 import json
 import re
+import reprlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -18,6 +19,7 @@ from importlib import resources
 from typing import Any, Literal
 
 import jsonschema
+import numpy as np
 
 from .labels import BDDOIA, SCHEMA_FILE, Action, LabelSet, Reason
 
@@ -329,13 +331,33 @@ def ids_to_bits(ids: Sequence[str], vocabulary: Sequence[str]) -> list[int]:
     return bits
 
 
+def check_bits(value: Any, length: int | tuple[int, ...]) -> list[int]:
+    """``value`` as a list of 0/1 ints of ``length`` items (or any of several lengths), else ValueError saying why.
+    The one check of label bits wherever they come in: lists, tuples and 1-D numpy arrays of ints or bools, and the
+    floats 0.0 and 1.0 that pandas and JSON round-trips give; callers put the reason into their own error."""
+    lengths = (length,) if isinstance(length, int) else length
+    expected = f"a list of {' or '.join(map(str, lengths))} label bits"
+    if isinstance(value, np.ndarray):
+        if value.ndim != 1:
+            raise ValueError(f"expected {expected}, got a {value.ndim}-D array of shape {value.shape}")
+        value = value.tolist()
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"expected {expected}, got {type(value).__name__} {reprlib.repr(value)}")
+    if len(value) not in lengths:
+        raise ValueError(f"expected {expected}, got {len(value)} value{'s' * (len(value) != 1)}")
+    bits = []
+    for pos, bit in enumerate(value):
+        item = bit.item() if isinstance(bit, np.bool_ | np.integer | np.floating) else bit
+        if not isinstance(item, int | float) or item not in (0, 1):  # bools are ints; NaN, 0.5 and 2 are refused
+            raise ValueError(f"label bits must be 0 or 1, got {bit!r} at position {pos} of {reprlib.repr(value)}")
+        bits.append(int(item))
+    return bits
+
+
 def bits_to_ids(bits: Sequence[int], vocabulary: Sequence[str]) -> tuple[str, ...]:
-    """Ids of the set bits, in vocabulary order; the vector must have one 0/1 entry per id."""
-    if len(bits) != len(vocabulary):
-        raise ValueError(f"expected {len(vocabulary)} label bits, got {len(bits)}")
-    if any(b not in (0, 1) for b in bits):
-        raise ValueError(f"label bits must be 0 or 1, got {list(bits)}")
-    return tuple(name for name, b in zip(vocabulary, bits, strict=True) if b)
+    """Ids of the set bits, in vocabulary order; the vector must be label bits (:func:`check_bits`), one per id."""
+    checked = check_bits(bits, len(vocabulary))
+    return tuple(name for name, b in zip(vocabulary, checked, strict=True) if b)
 
 
 def render_decision(

@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+from bit_cases import BitCase, json_bit_cases
 
 from vlmrl_trl.cli import main
 from vlmrl_trl.data import BDDOIADataError, load_bddoia
@@ -286,3 +287,19 @@ def test_an_empty_split_names_split_and_folder(make_root) -> None:
     (root / "data" / "a.jpg").unlink()
     with pytest.warns(UserWarning), pytest.raises(ValueError, match="its 1 images were all skipped"):
         load_bddoia(root, "val", num_frames=1, skip_invalid=True)
+
+
+@pytest.mark.parametrize("case", json_bit_cases(21), ids=lambda c: c.name)
+def test_label_rows_are_checked_as_bit_vectors(make_root, case: BitCase) -> None:
+    """A reason row is taken or refused as check_bits decides (tests/bit_cases.py); a refusal is one bad_label
+    issue naming the file and the entry."""
+    root = make_root({"a.jpg": (A_STOP, case.value)})
+    if case.expected is None:
+        with pytest.raises(BDDOIADataError) as info:
+            load_bddoia(root, "val", num_frames=1, check_images="exists")
+        (issue,) = info.value.issues
+        assert issue.kind == "bad_label" and "label bits" in issue.message
+        assert str(issue).startswith(f"{root / 'val_25k_images_reasons.json'}: file_name 'a.jpg': ")
+        return
+    clips = load_bddoia(root, "val", num_frames=1, check_images="exists")
+    assert clips["reasons"] == [case.expected] and clips["actions"] == [A_STOP]

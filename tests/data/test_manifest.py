@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from bit_cases import BitCase, json_bit_cases
 from PIL import Image
 
 from vlmrl_trl.data import ManifestDataError, load_clips, load_manifest, loader_for
@@ -107,3 +108,18 @@ def _write(folder: Path, labels: LabelSet) -> str:
     path = folder / f"{labels.name}.json"
     path.write_text(json.dumps(labels.to_dict()))
     return str(path)
+
+
+@pytest.mark.parametrize("case", json_bit_cases(2), ids=lambda c: c.name)
+def test_labels_given_as_bits_are_checked_as_bit_vectors(tmp_path, case: BitCase):
+    """``actions`` given as bits is taken or refused as check_bits decides (tests/bit_cases.py; a list of strings
+    is read as ids); a refusal is a bad_label issue naming the file, line and field."""
+    path = write_clips(tmp_path, [clip("a", actions=case.value)])
+    if case.expected is None:
+        with pytest.raises(ManifestDataError) as err:
+            load_manifest(path, "train", labels=LANES, check_images="exists")
+        (issue,) = err.value.issues
+        assert issue.kind == "bad_label" and str(issue).startswith(f"{path}:1: clip 'a': ")
+        assert "'actions'" in issue.message or "unknown id" in issue.message
+        return
+    assert load_manifest(path, "train", labels=LANES, check_images="exists")["actions"] == [case.expected]

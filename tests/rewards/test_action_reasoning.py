@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from bit_cases import BitCase, bit_cases
 
-from vlmrl_trl.rewards.action_reasoning import ActionReasoningReward, set_f1
+from vlmrl_trl.rewards.action_reasoning import ActionReasoningReward, label_ids, set_f1
 from vlmrl_trl.schema import ACTION_IDS, REASON_IDS, ids_to_bits, parse_decision
 
 
@@ -109,3 +110,16 @@ def test_bad_labels_and_options_are_clear_errors():
         ActionReasoningReward(false_stop_cost=2)
     with pytest.raises(ValueError, match="sum to 0"):
         ActionReasoningReward(action_weight=0, reason_weight=0, consistency_weight=0, safety_weight=0)
+
+
+@pytest.mark.parametrize("case", bit_cases(4), ids=lambda c: c.name)
+def test_label_columns_holding_bits_are_checked_as_bit_vectors(case: BitCase):
+    """A row of the ``actions`` column is taken or refused as check_bits decides (tests/bit_cases.py); a list of
+    strings is read as ids, so "0"/"1" strings are refused as unknown ids."""
+    if case.expected is None:
+        with pytest.raises(ValueError, match="column 'actions'"):
+            label_ids(case.value, ACTION_IDS, "actions")
+        return
+    assert label_ids(case.value, ACTION_IDS, "actions") == frozenset({"stop"})
+    reward = ActionReasoningReward()
+    assert reward(prompts=[None], completions=[decision(["stop"], [])], actions=[case.value], reasons=[[]]) == [1.0]

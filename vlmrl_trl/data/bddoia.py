@@ -22,14 +22,14 @@ import logging
 import re
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any, Literal
 
 from PIL import Image
 
-from ..schema import NUM_ACTIONS, NUM_REASONS
+from ..schema import NUM_ACTIONS, NUM_REASONS, check_bits
 
 if TYPE_CHECKING:
     import datasets
@@ -113,16 +113,6 @@ def link_problem(path: Path, folder: Path, *, allow: bool = False) -> str | None
         f"{path} is a symlink leading out of {folder} (to {path.resolve()}); copy the file in, or pass "
         "allow_outside_links=True to follow such links"
     )
-
-
-def _bits_problem(bits: Any, lengths: Iterable[int]) -> str | None:
-    lengths = tuple(lengths)
-    if not isinstance(bits, list) or len(bits) not in lengths:
-        got = f"{len(bits)} values" if isinstance(bits, list) else type(bits).__name__
-        return f"expected a list of {' or '.join(map(str, lengths))} label bits, got {got}"
-    if any(b not in (0, 1) or isinstance(b, bool) for b in bits):
-        return f"label bits must be 0 or 1, got {bits}"
-    return None
 
 
 def _unsafe_name(file_name: Any) -> str | None:
@@ -258,12 +248,11 @@ def _labelled_images(labels: _LabelFiles) -> Iterator[_Labelled]:
             labels.issues.append(Issue("bad_entry", labels.actions_path, f"images[{pos}] ({file_name!r})", problem))
             continue
         seen_ids.add(image_id)
-        issue = _image_label_issue(labels, image_id, file_name, names_by_id[image_id], seen_names)
-        if issue is not None:
-            labels.issues.append(issue)
+        found = _image_labels(labels, image_id, file_name, names_by_id[image_id], seen_names)
+        if isinstance(found, Issue):
+            labels.issues.append(found)
             continue
-        entry = f"image id {image_id} ({file_name!r})"
-        yield _Labelled(entry, file_name, labels.annotations[image_id], labels.reasons[file_name])
+        yield _Labelled(f"image id {image_id} ({file_name!r})", file_name, *found)
     for image_id in labels.annotations.keys() - seen_ids:
         labels.issues.append(
             Issue("orphan_label", labels.actions_path, f"annotation id {image_id}", "no image has this id")
@@ -274,11 +263,11 @@ def _labelled_images(labels: _LabelFiles) -> Iterator[_Labelled]:
         )
 
 
-def _image_label_issue(
+def _image_labels(
     labels: _LabelFiles, image_id: Any, file_name: Any, names_with_id: list[Any], seen_names: set[str]
-) -> Issue | None:
-    """Why the image entry (with a valid id) has no usable labels: a shared id, an unsafe or repeated file name,
-    a missing or malformed annotation or reason row; None when it has them (its file name is then seen)."""
+) -> tuple[list[int], list[int]] | Issue:
+    """The action and reason bits of an image entry (with a valid id; its file name is then seen), or why it has no
+    usable labels: a shared id, an unsafe or repeated file name, a missing or malformed annotation or reason row."""
     entry = f"image id {image_id} ({file_name!r})"
     if len(names_with_id) > 1:
         others = ", ".join(repr(n) for n in names_with_id if n != file_name) or repr(file_name)
@@ -291,15 +280,16 @@ def _image_label_issue(
     seen_names.add(file_name)
     if image_id not in labels.annotations:
         return Issue("missing_label", labels.actions_path, entry, "no annotation has this id")
-    problem = _bits_problem(labels.annotations[image_id], (NUM_ACTIONS, NUM_ACTIONS + 1))
-    if problem is not None:
-        return Issue("bad_label", labels.actions_path, f"annotation id {image_id} ({file_name!r})", problem)
+    try:
+        category = check_bits(labels.annotations[image_id], (NUM_ACTIONS, NUM_ACTIONS + 1))
+    except ValueError as err:
+        return Issue("bad_label", labels.actions_path, f"annotation id {image_id} ({file_name!r})", str(err))
     if file_name not in labels.reasons:
         return Issue("missing_label", labels.reasons_path, entry, "no reason row has this file_name")
-    problem = _bits_problem(labels.reasons[file_name], (NUM_REASONS,))
-    if problem is not None:
-        return Issue("bad_label", labels.reasons_path, f"file_name {file_name!r}", problem)
-    return None
+    try:
+        return category, check_bits(labels.reasons[file_name], NUM_REASONS)
+    except ValueError as err:
+        return Issue("bad_label", labels.reasons_path, f"file_name {file_name!r}", str(err))
 
 
 @dataclass(frozen=True)

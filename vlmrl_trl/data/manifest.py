@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..labels import BDDOIA, LabelSet
-from ..schema import bits_to_ids, ids_to_bits
+from ..schema import check_bits, ids_to_bits
 from .bddoia import SPLITS, ImageCheck, Issue, _image_problem, _unsafe_name, clip_dataset, warn_skipped
 
 if TYPE_CHECKING:
@@ -44,16 +44,14 @@ class ManifestDataError(ValueError):
 
 def _label_bits(value: Any, vocabulary: Sequence[str], field: str) -> list[int]:
     """A clip's label as bits over ``vocabulary``, from a list of ids or of 0/1 bits; ValueError says why not."""
-    if not isinstance(value, list):
-        raise ValueError(f"{field!r} must be a list of ids, got {value!r}")
-    if all(isinstance(v, str) for v in value):
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
         if len(set(value)) != len(value):
             raise ValueError(f"{field!r} repeats an id: {value}")
         return ids_to_bits(value, vocabulary)
-    if any(isinstance(v, bool) or not isinstance(v, int) for v in value):
-        raise ValueError(f"{field!r} must be a list of ids or of 0/1 bits, got {value!r}")
-    bits_to_ids(value, vocabulary)  # checks the length and the 0/1 values
-    return list(value)
+    try:
+        return check_bits(value, len(vocabulary))
+    except ValueError as err:
+        raise ValueError(f"{field!r} must be a list of ids or of 0/1 bits: {err}") from None
 
 
 def _frame_paths(frames: Any, root: Path, check: ImageCheck) -> list[Path] | tuple[str, str]:

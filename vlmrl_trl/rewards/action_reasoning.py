@@ -38,17 +38,15 @@ def label_ids(value: Any, vocabulary: Sequence[str], column: str) -> frozenset[s
     """The ids of one row's label: a 0/1 vector over ``vocabulary`` (BDD-OIA bits) or a list of ids."""
     if hasattr(value, "tolist"):  # numpy arrays, torch tensors
         value = value.tolist()
-    if isinstance(value, str) or not isinstance(value, Sequence):
-        raise ValueError(f"column {column!r} must hold label bits or a list of ids per row, got {value!r}")
-    if all(isinstance(v, str) for v in value):
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
         unknown = [v for v in value if v not in vocabulary]
         if unknown:
             raise ValueError(f"column {column!r}: unknown ids {unknown}; expected ids from {list(vocabulary)}")
         return frozenset(value)
     try:
-        return frozenset(bits_to_ids(list(value), vocabulary))
+        return frozenset(bits_to_ids(value, vocabulary))
     except ValueError as err:
-        raise ValueError(f"column {column!r}: {err}") from None
+        raise ValueError(f"column {column!r} must hold label bits or a list of ids per row: {err}") from None
 
 
 class ActionReasoningReward(WeightedMeanReward):
