@@ -194,10 +194,23 @@ def assert_same_training(reference: tuple[list, int], shared: tuple[list, int]) 
 
 
 def record_sampled_training(trainer: GRPOTrainer) -> dict[str, Any]:
-    """Train for real; record completions, frames encoded (in all and in generation) and clips preprocessed."""
+    """Train for real; record completions, frames encoded (in all and in generation), tokens the language model
+    reads in generation (prefill and decoding) and clips preprocessed."""
     counter = FrameCounter(trainer.model)
     image_processor_cls = type(trainer.processing_class.image_processor)
-    record: dict[str, Any] = {"completions": [], "generation_frames": 0, "preprocessed_clips": 0}
+    record: dict[str, Any] = {
+        "completions": [],
+        "generation_frames": 0,
+        "generation_tokens": 0,
+        "preprocessed_clips": 0,
+    }
+    in_generation = [False]
+
+    def count_tokens(module, args) -> None:
+        if in_generation[0]:
+            record["generation_tokens"] += args[0].numel()
+
+    trainer.model.get_input_embeddings().register_forward_pre_hook(count_tokens)
     real_call, real_generate = image_processor_cls.__call__, trainer._generate_single_turn
     real_rollout = trainer._generate_and_score_completions
 
@@ -207,7 +220,11 @@ def record_sampled_training(trainer: GRPOTrainer) -> dict[str, Any]:
 
     def count_generation_frames(*args, **kwargs):
         before = counter.frames
-        result = real_generate(*args, **kwargs)
+        in_generation[0] = True
+        try:
+            result = real_generate(*args, **kwargs)
+        finally:
+            in_generation[0] = False
         record["generation_frames"] += counter.frames - before
         return result
 

@@ -199,6 +199,8 @@ def test_shared_prefill_samples_the_same_completions_as_stock(family, clips, tmp
     stock, shared = records
     assert len(stock["completions"]) == 2
     assert shared["completions"] == stock["completions"]
+    # One prefill per distinct prompt: the language model reads each prompt once, not once per completion.
+    assert shared["generation_tokens"] < stock["generation_tokens"]
     # Two completions per prompt: generation encodes each clip once instead of twice.
     assert stock["generation_frames"] == 2 * shared["generation_frames"] > 0
     assert shared["preprocessed_clips"] < stock["preprocessed_clips"]

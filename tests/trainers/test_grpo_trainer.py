@@ -173,6 +173,8 @@ def test_shared_prefill_samples_the_same_completions_as_stock(sampled_runs):
     stock, shared = sampled_runs["GRPOTrainer"], sampled_runs["VLMGRPOTrainer"]
     assert len(stock["completions"]) == 2
     assert shared["completions"] == stock["completions"]
+    # One prefill per distinct prompt: the language model reads each prompt once, not once per completion.
+    assert shared["generation_tokens"] < stock["generation_tokens"]
 
 
 def test_vision_tower_encodes_each_clip_once_per_pass(sampled_runs):

@@ -461,7 +461,7 @@ class VLMGRPOTrainer(CompleteCheckpoints, GRPOTrainer):
     def _shares_prefill(self, multimodal_fields: dict[str, Any], has_tool_images: bool) -> bool:
         """Whether generation can start from a shared prefill: transformers' sampling with a dynamic cache, one
         sequence per row, and visual inputs the family adapter lays out. Decided by settings only, the same on every
-        process."""
+        process. An unset (None) generation setting means transformers' default: a cache, one beam, one sequence."""
         config = self.generation_config
         return (
             self.share_vision
@@ -469,8 +469,9 @@ class VLMGRPOTrainer(CompleteCheckpoints, GRPOTrainer):
             and not self.use_transformers_continuous_batching
             and not has_tool_images
             and config.cache_implementation in (None, "dynamic")
-            and config.use_cache is not False  # None: transformers' default, a cache
-            and config.num_beams == 1
+            and config.use_cache is not False
+            and config.num_beams in (None, 1)
+            and config.num_return_sequences in (None, 1)
             and multimodal_fields.keys() <= self.adapter.visual_keys
         )
 
