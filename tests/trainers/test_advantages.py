@@ -78,14 +78,12 @@ def test_token_rewards_reject_a_terminal_reward_per_token():
         token_rewards(torch.zeros(2, 3), torch.ones(2, 3))
 
 
-def test_dense_clip_increments_telescope_to_the_final_r1(tiny_vlm_dir):
+def test_dense_clip_increments_telescope_to_the_final_r1(tiny_processor, tiny_clip):
     # r_{k+1} = R1(T_{k+1}) - R1(T_k): with gamma = 1 and no critic, the first token's advantage is R1(T_N) - R1(T_0).
-    from vlmrl_trl.clip import load_clip
-    from vlmrl_trl.models import load_processor
     from vlmrl_trl.rewards import ClipAlignmentReward
 
-    tokenizer = load_processor(str(tiny_vlm_dir)).tokenizer
-    reward = ClipAlignmentReward(encoder=load_clip(device="cpu"))
+    tokenizer = tiny_processor.tokenizer
+    reward = ClipAlignmentReward(encoder=tiny_clip)
     texts = ["a car stops at the red light", "the road is clear ahead", "go"]
     ids = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
     rng = np.random.default_rng(0)

@@ -97,24 +97,20 @@ def test_shared_prefill_samples_the_same_video_completions(model_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_ppo_trains_on_video_rows(model_dir, tmp_path):
+def test_ppo_trains_on_video_rows(model_dir, tiny_clip, cpu_args):
     from trl import ModelConfig
 
-    from vlmrl_trl.clip import load_clip
     from vlmrl_trl.models import load_model, load_processor
     from vlmrl_trl.rewards import ClipAlignmentReward
     from vlmrl_trl.trainers import VLMPPOConfig, VLMPPOTrainer
 
     config = VLMPPOConfig(
-        output_dir=str(tmp_path),
+        **cpu_args,
         per_device_train_batch_size=2,
         max_completion_length=6,
         max_steps=2,
         num_iterations=2,  # the rollout's old-policy pass carries the video too
         critic_warmup_steps=0,
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
         activation_checkpointing=False,
         dense_clip_reward=True,
         save_strategy="no",
@@ -122,7 +118,7 @@ def test_ppo_trains_on_video_rows(model_dir, tmp_path):
     )
     trainer = VLMPPOTrainer(
         load_model(ModelConfig(model_name_or_path=str(model_dir), dtype="float32")),
-        reward_funcs=[ClipAlignmentReward(encoder=load_clip(device="cpu"), images_column="video")],
+        reward_funcs=[ClipAlignmentReward(encoder=tiny_clip, images_column="video")],
         args=config,
         train_dataset=video_rows(),
         processing_class=load_processor(str(model_dir)),

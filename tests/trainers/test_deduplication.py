@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from copy import deepcopy
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
-from trl import ModelConfig
+from grpo_helpers import FrameCounter
 
 from vlmrl_trl.families.per_row import PerRowAdapter
-from vlmrl_trl.models import load_model, load_processor
 from vlmrl_trl.trainers.deduplication import (
     MemoizedImageProcessor,
     group_identical_rows,
@@ -20,38 +17,13 @@ from vlmrl_trl.trainers.deduplication import (
 )
 
 
-def frame(seed: int, size: tuple[int, int] = (48, 36)) -> Image.Image:
-    """A random RGB frame; the same seed gives the same pixels."""
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8))
-
-
-class FrameCounter:
-    """Counts the frames the vision tower encodes (a forward pre-hook on every vision transformer of `model`)."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        self.frames = 0
-        for module in model.modules():
-            if type(module).__name__.endswith("VisionTransformer"):
-                module.register_forward_pre_hook(self._count, with_kwargs=True)
-
-    def _count(self, module, args, kwargs) -> None:
-        pixel_values = kwargs["pixel_values"] if "pixel_values" in kwargs else args[0]
-        self.frames += pixel_values.size(0)
-
-
 @pytest.fixture(scope="module")
-def processor(tiny_vlm_dir):
-    return load_processor(str(tiny_vlm_dir))
-
-
-@pytest.fixture(scope="module")
-def clip_batch(processor):
+def clip_batch(tiny_processor, random_frame):
     """Six rows holding three distinct clips of 2, 3 and 1 frames, repeated and interleaved like a shuffled batch."""
     clips = {
-        "a": [frame(1), frame(2, (36, 48))],
-        "b": [frame(3), frame(4), frame(5, (64, 20))],
-        "c": [frame(6)],
+        "a": [random_frame(1, 48, 36), random_frame(2, 36, 48)],
+        "b": [random_frame(3, 48, 36), random_frame(4, 48, 36), random_frame(5, 64, 20)],
+        "c": [random_frame(6, 48, 36)],
     }
     order = ["a", "b", "a", "c", "b", "a"]
     images = [clips[name] for name in order]
@@ -59,7 +31,7 @@ def clip_batch(processor):
         [{"role": "user", "content": [{"type": "image"}] * len(clip) + [{"type": "text", "text": "What now?"}]}]
         for clip in images
     ]
-    texts = [processor.apply_chat_template(prompt, add_generation_prompt=True) for prompt in prompts]
+    texts = [tiny_processor.apply_chat_template(prompt, add_generation_prompt=True) for prompt in prompts]
     return order, images, texts
 
 
@@ -89,12 +61,11 @@ def test_group_identical_rows_requires_every_tensor_to_match():
 
 
 def test_shared_image_features_give_stock_log_probs_and_gradients_with_fewer_frames(
-    tiny_vlm_dir, processor, clip_batch
+    load_tiny_model, tiny_processor, clip_batch
 ):
     _, images, texts = clip_batch
-    inputs = processor(images=images, text=texts, padding=True, return_tensors="pt")
-    stock = load_model(ModelConfig(model_name_or_path=str(tiny_vlm_dir), dtype="float32"))
-    shared = load_model(ModelConfig(model_name_or_path=str(tiny_vlm_dir), dtype="float32"))
+    inputs = tiny_processor(images=images, text=texts, padding=True, return_tensors="pt")
+    stock, shared = load_tiny_model(), load_tiny_model()
     assert share_image_features(shared) == 1
     stock_frames, shared_frames = FrameCounter(stock), FrameCounter(shared)
 
@@ -115,10 +86,10 @@ def test_shared_image_features_give_stock_log_probs_and_gradients_with_fewer_fra
     assert any(name.startswith("model.vision_model") and p.grad.norm() > 0 for name, p in shared.named_parameters())
 
 
-def test_share_image_features_is_idempotent_and_survives_deepcopy(tiny_vlm_dir, processor, clip_batch):
+def test_share_image_features_is_idempotent_and_survives_deepcopy(load_tiny_model, tiny_processor, clip_batch):
     _, images, texts = clip_batch
-    inputs = processor(images=images, text=texts, padding=True, return_tensors="pt")
-    model = load_model(ModelConfig(model_name_or_path=str(tiny_vlm_dir), dtype="float32"))
+    inputs = tiny_processor(images=images, text=texts, padding=True, return_tensors="pt")
+    model = load_tiny_model()
     expected = model(**inputs).logits
     assert share_image_features(model) == 1
     assert share_image_features(model) == 1
@@ -130,29 +101,29 @@ def test_share_image_features_is_idempotent_and_survives_deepcopy(tiny_vlm_dir, 
     assert counter.frames == 6
 
 
-def test_memoized_processing_equals_the_processor_and_preprocesses_each_clip_once(processor, clip_batch):
+def test_memoized_processing_equals_the_processor_and_preprocesses_each_clip_once(tiny_processor, clip_batch):
     _, images, texts = clip_batch
-    expected = processor(images=images, text=texts, padding=True, return_tensors="pt")
-    real_image_processor = processor.image_processor
-    with memoized_image_processing(processor, PerRowAdapter().select_rows) as memo:
-        assert isinstance(processor.image_processor, MemoizedImageProcessor)
-        first = processor(images=images, text=texts, padding=True, return_tensors="pt")
+    expected = tiny_processor(images=images, text=texts, padding=True, return_tensors="pt")
+    real_image_processor = tiny_processor.image_processor
+    with memoized_image_processing(tiny_processor, PerRowAdapter().select_rows) as memo:
+        assert isinstance(tiny_processor.image_processor, MemoizedImageProcessor)
+        first = tiny_processor(images=images, text=texts, padding=True, return_tensors="pt")
         assert memo.clips_processed == 3
         # Asked again (as GRPO does within one generation batch), the clips come from the cache.
-        again = processor(images=images, text=texts, padding=True)
+        again = tiny_processor(images=images, text=texts, padding=True)
         assert memo.clips_processed == 3
-    assert processor.image_processor is real_image_processor
+    assert tiny_processor.image_processor is real_image_processor
     for outputs in (first, again):
         assert outputs.keys() == expected.keys()
         for key in expected:
             assert torch.equal(torch.as_tensor(outputs[key]), expected[key]), key
 
 
-def test_memoized_image_processor_passes_flat_image_lists_through(processor):
-    frames = [frame(1), frame(2)]
-    memo = MemoizedImageProcessor(processor.image_processor, PerRowAdapter().select_rows)
+def test_memoized_image_processor_passes_flat_image_lists_through(tiny_processor, random_frame):
+    frames = [random_frame(1, 48, 36), random_frame(2, 48, 36)]
+    memo = MemoizedImageProcessor(tiny_processor.image_processor, PerRowAdapter().select_rows)
     out = memo(frames, return_tensors="pt")
-    expected = processor.image_processor(frames, return_tensors="pt")
+    expected = tiny_processor.image_processor(frames, return_tensors="pt")
     assert torch.equal(out["pixel_values"], expected["pixel_values"])
     assert memo.clips_processed == 0
-    assert memo.do_image_splitting == processor.image_processor.do_image_splitting
+    assert memo.do_image_splitting == tiny_processor.image_processor.do_image_splitting

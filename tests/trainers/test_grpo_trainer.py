@@ -19,10 +19,9 @@ from grpo_helpers import (
     make_trainer,
     record_sampled_training,
 )
-from trl import GRPOTrainer, ModelConfig
+from trl import GRPOTrainer
 
 from vlmrl_trl.families.per_row import PerRowAdapter
-from vlmrl_trl.models import load_model, load_processor
 from vlmrl_trl.trainers import VLMGRPOConfig, VLMGRPOTrainer, vision_sharing_fallback
 from vlmrl_trl.trainers.grpo_trainer import (
     MICRO_BATCH_INDEPENDENT_LOSS_TYPES,
@@ -120,8 +119,8 @@ def test_rows_sharing_a_prompt_run_it_once_in_the_loss_pass(tiny_vlm_dir, clips,
     assert tokens < stock_tokens / 2
 
 
-def test_prompt_packing_needs_an_attention_that_takes_a_4d_mask(tiny_vlm_dir):
-    model = load_model(ModelConfig(model_name_or_path=str(tiny_vlm_dir), dtype="float32"))
+def test_prompt_packing_needs_an_attention_that_takes_a_4d_mask(load_tiny_model):
+    model = load_tiny_model()
     assert prompt_packing_fallback(model) is None
     model.config.get_text_config()._attn_implementation = "flash_attention_2"
     assert "flash_attention_2" in prompt_packing_fallback(model)
@@ -209,15 +208,13 @@ def test_use_vllm_falls_back_to_trl_path_and_says_so_once(tiny_vlm_dir, clips, t
     assert isinstance(trainer.vllm_generation, OfflineVLLM)
 
 
-def test_fallback_reasons_name_the_unsupported_setup(tiny_vlm_dir, tmp_path):
-    processor = load_processor(str(tiny_vlm_dir))
-    model = load_model(ModelConfig(model_name_or_path=str(tiny_vlm_dir), dtype="float32"))
-    settings = dict(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none")
-    config = VLMGRPOConfig(**settings)
-    assert vision_sharing_fallback(config, model, processor) is None
-    assert "use_vllm" in vision_sharing_fallback(VLMGRPOConfig(**settings, use_vllm=True), model, processor)
-    assert "tokenizer" in vision_sharing_fallback(config, model, processor.tokenizer)
-    assert "Linear" in vision_sharing_fallback(config, torch.nn.Linear(2, 2), processor)
+def test_fallback_reasons_name_the_unsupported_setup(load_tiny_model, tiny_processor, cpu_args):
+    model = load_tiny_model()
+    config = VLMGRPOConfig(**cpu_args)
+    assert vision_sharing_fallback(config, model, tiny_processor) is None
+    assert "use_vllm" in vision_sharing_fallback(VLMGRPOConfig(**cpu_args, use_vllm=True), model, tiny_processor)
+    assert "tokenizer" in vision_sharing_fallback(config, model, tiny_processor.tokenizer)
+    assert "Linear" in vision_sharing_fallback(config, torch.nn.Linear(2, 2), tiny_processor)
 
 
 def test_deduplicate_vision_false_keeps_trl_path(tiny_vlm_dir, clips, tmp_path):
@@ -286,9 +283,9 @@ def test_clip_grouped_permutation_keeps_clips_together_and_trl_random_stream():
     assert shuffled["num_images"] == [2] * 12
 
 
-def test_micro_batch_dependence_names_what_grouping_would_change(tmp_path):
+def test_micro_batch_dependence_names_what_grouping_would_change(cpu_args):
     def dependence(aux_loss_enabled: bool = False, **overrides: Any) -> str | None:
-        config = VLMGRPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none", **overrides)
+        config = VLMGRPOConfig(**cpu_args, **overrides)
         return micro_batch_dependence(config, aux_loss_enabled)
 
     assert dependence() is None  # TRL's defaults: dapo, steps_per_generation = gradient_accumulation_steps

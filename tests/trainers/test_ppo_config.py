@@ -7,21 +7,19 @@ import pytest
 from vlmrl_trl.trainers.grpo_config import VLMGRPOConfig
 from vlmrl_trl.trainers.ppo_config import VLMPPOConfig
 
-BASE = {"output_dir": "unused", "use_cpu": True, "bf16": False, "report_to": "none"}
 
-
-def test_one_generation_per_prompt_is_the_default_and_allowed_with_any_batch():
-    config = VLMPPOConfig(**BASE, per_device_train_batch_size=3)
+def test_one_generation_per_prompt_is_the_default_and_allowed_with_any_batch(cpu_args):
+    config = VLMPPOConfig(**cpu_args, per_device_train_batch_size=3)
     assert type(config.num_generations) is int and config.num_generations == 1
     assert config.generation_batch_size == 3
     assert isinstance(config, VLMGRPOConfig) and config.deduplicate_vision
 
 
-def test_grpo_checks_other_than_the_group_size_still_apply():
+def test_grpo_checks_other_than_the_group_size_still_apply(cpu_args):
     with pytest.raises(ValueError, match="divisible by num_generations"):
-        VLMPPOConfig(**BASE, per_device_train_batch_size=3, num_generations=2)
+        VLMPPOConfig(**cpu_args, per_device_train_batch_size=3, num_generations=2)
     with pytest.raises(ValueError, match="num_generations must be a positive integer"):
-        VLMPPOConfig(**BASE, num_generations=0)
+        VLMPPOConfig(**cpu_args, num_generations=0)
 
 
 @pytest.mark.parametrize(
@@ -37,23 +35,23 @@ def test_grpo_checks_other_than_the_group_size_still_apply():
         ("dense_reward_every_k", 0),
     ],
 )
-def test_bad_values_are_rejected_by_name(option, value):
+def test_bad_values_are_rejected_by_name(cpu_args, option, value):
     with pytest.raises(ValueError, match=option):
-        VLMPPOConfig(**BASE, **{option: value})
+        VLMPPOConfig(**cpu_args, **{option: value})
 
 
-def test_value_clipping_can_be_turned_off():
-    assert VLMPPOConfig(**BASE, cliprange_value=None).cliprange_value is None
+def test_value_clipping_can_be_turned_off(cpu_args):
+    assert VLMPPOConfig(**cpu_args, cliprange_value=None).cliprange_value is None
 
 
 @pytest.mark.parametrize(
     ("option", "value"), [("scale_rewards", "batch"), ("multi_objective_aggregation", "normalize_then_sum")]
 )
-def test_group_advantage_options_warn_that_ppo_ignores_them(option, value):
+def test_group_advantage_options_warn_that_ppo_ignores_them(cpu_args, option, value):
     with pytest.warns(UserWarning, match=f"ignores {option}="):
-        VLMPPOConfig(**BASE, **{option: value})
+        VLMPPOConfig(**cpu_args, **{option: value})
 
 
-def test_default_group_advantage_options_do_not_warn(recwarn):
-    VLMPPOConfig(**BASE, scale_rewards=True)  # TRL's spelling of the default, "group"
+def test_default_group_advantage_options_do_not_warn(cpu_args, recwarn):
+    VLMPPOConfig(**cpu_args, scale_rewards=True)  # TRL's spelling of the default, "group"
     assert not [w for w in recwarn if "ignores" in str(w.message)]

@@ -4,51 +4,43 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from datasets import Dataset
-from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file
-from trl import ModelConfig
 
-from vlmrl_trl.clip import load_clip
 from vlmrl_trl.data import build_prompt
-from vlmrl_trl.models import load_model, load_processor
+from vlmrl_trl.models import load_processor
 from vlmrl_trl.rewards import ActionReasoningReward, ClipAlignmentReward
 from vlmrl_trl.trainers.ppo_config import VLMPPOConfig
 from vlmrl_trl.trainers.ppo_trainer import VLMPPOTrainer
 from vlmrl_trl.trainers.value_head import VALUE_HEAD_FILE, ValueHead
 
 
-def frame(seed: int) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8))
-
-
 @pytest.fixture(scope="module")
-def clips() -> Dataset:
-    """Four frames-only RL rows of two frames each (the `to_rl_dataset` layout)."""
+def clips(random_frame) -> Dataset:
+    """Four frames-only RL rows of two 32x32 frames each (the `to_rl_dataset` layout)."""
     return Dataset.from_list(
         [
-            {"prompt": build_prompt(2, "frames_only"), "images": [frame(10 * row + i) for i in range(2)]}
+            {"prompt": build_prompt(2, "frames_only"), "images": [random_frame(10 * row + i) for i in range(2)]}
             for row in range(4)
         ]
     )
 
 
 @pytest.fixture(scope="module")
-def r1() -> ClipAlignmentReward:
-    return ClipAlignmentReward(encoder=load_clip(device="cpu"))
+def r1(tiny_clip) -> ClipAlignmentReward:
+    return ClipAlignmentReward(encoder=tiny_clip)
 
 
 @pytest.fixture
-def make_trainer(tiny_vlm_dir, clips, r1, tmp_path):
+def make_trainer(tiny_vlm_dir, load_tiny_model, clips, r1, cpu_args, tmp_path):
     """``make_trainer(**config)``: a VLMPPOTrainer on the tiny VLM (or ``model=``), dense R1, 2 rows per step."""
 
     def make(model=None, peft_config=None, reward_funcs=None, **overrides) -> VLMPPOTrainer:
         config = {
+            **cpu_args,
             "output_dir": str(tmp_path / "out"),
             "per_device_train_batch_size": 2,
             "max_completion_length": 6,
@@ -56,9 +48,6 @@ def make_trainer(tiny_vlm_dir, clips, r1, tmp_path):
             "learning_rate": 1e-3,
             "logging_steps": 1,
             "save_strategy": "no",
-            "report_to": "none",
-            "use_cpu": True,
-            "bf16": False,
             "activation_checkpointing": False,
             "dense_clip_reward": True,
             "dense_reward_every_k": 2,
@@ -66,7 +55,7 @@ def make_trainer(tiny_vlm_dir, clips, r1, tmp_path):
             **overrides,
         }
         if model is None:
-            model = load_model(ModelConfig(model_name_or_path=str(tiny_vlm_dir), dtype="float32"))
+            model = load_tiny_model()
         return VLMPPOTrainer(
             model,
             reward_funcs=[r1] if reward_funcs is None else reward_funcs,
@@ -282,10 +271,10 @@ def test_clips_are_grouped_into_micro_batches_only_where_the_value_loss_allows(m
     assert trainer.group_clips is grouped
 
 
-def test_a_foreign_optimizer_without_the_head_is_rejected(tiny_vlm_dir, clips, r1, tmp_path):
-    model = load_model(ModelConfig(model_name_or_path=str(tiny_vlm_dir), dtype="float32"))
+def test_a_foreign_optimizer_without_the_head_is_rejected(tiny_vlm_dir, load_tiny_model, clips, r1, cpu_args):
+    model = load_tiny_model()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    args = VLMPPOConfig(output_dir=str(tmp_path), use_cpu=True, bf16=False, report_to="none")
+    args = VLMPPOConfig(**cpu_args)
     with pytest.raises(ValueError, match="does not hold the value head"):
         VLMPPOTrainer(
             model,

@@ -7,10 +7,8 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
-from trl import ModelConfig
 from trl.trainer.utils import add_fused_lm_head
 
-from vlmrl_trl.models import load_model, load_processor
 from vlmrl_trl.trainers.value_head import (
     OUTPUT_KEY,
     VALUE_HEAD_FILE,
@@ -83,16 +81,15 @@ def test_split_value_head_state_strips_any_wrapper_prefix():
 
 
 @pytest.fixture
-def policy_and_batch(tiny_vlm_dir):
+def policy_and_batch(load_tiny_model, tiny_processor):
     """The tiny VLM with TRL's fused LM head, and a two-frame prompt plus a 4-token completion, labelled like TRL."""
-    processor = load_processor(str(tiny_vlm_dir))
-    model = load_model(ModelConfig(model_name_or_path=str(tiny_vlm_dir), dtype="float32"))
+    model = load_tiny_model()
     add_fused_lm_head(model, outputs=("log_probs",))
     rng = np.random.default_rng(0)
     frames = [Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)) for _ in range(2)]
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "image"}]}]
-    text = processor.apply_chat_template(messages, add_generation_prompt=True)
-    batch = processor(text=[text], images=[frames], return_tensors="pt")
+    text = tiny_processor.apply_chat_template(messages, add_generation_prompt=True)
+    batch = tiny_processor(text=[text], images=[frames], return_tensors="pt")
     completion = torch.tensor([[40, 41, 42, 43]])
     batch["input_ids"] = torch.cat([batch["input_ids"], completion], dim=1)
     batch["attention_mask"] = torch.cat([batch["attention_mask"], torch.ones_like(completion)], dim=1)
