@@ -14,9 +14,10 @@ Three variants, each run in its own subprocess (so peak RSS is its own), interle
 
 Measured per variant: median step time (the first step is a warm-up and is not timed), frames through the vision
 encoder per step (forward pre-hook on the vision transformer; rollout = generation and old/reference log-probs,
-loss = the loss pass), image-processor calls and frames per step, and peak RSS of the process. A separate process
-computes both trainers' per-token log-probs on the same completions (max absolute difference) and the vision/LM
-cost ratio of the model (FLOPs and time of one row's vision forward against its language-model forward).
+loss = the loss pass), image-processor calls and frames per step, tokens the language model embeds in generation
+(prompt prefill plus decoding; the shared prefill reads each distinct prompt once), and peak RSS of the process. A
+separate process computes both trainers' per-token log-probs on the same completions (max absolute difference) and
+the vision/LM cost ratio of the model (FLOPs and time of one row's vision forward against its language-model forward).
 
     python benchmarks/grpo_step.py --quick --json grpo_step_quick.json   # a minute or two on 2 cores
     python benchmarks/grpo_step.py --json grpo_step.json                 # main comparison, 3 repetitions
@@ -151,6 +152,25 @@ def child_train(cfg: dict[str, Any]) -> dict[str, Any]:
 
         trainer._generate_and_score_completions = rollout_phase
 
+        # Tokens the language model embeds in generation: the prompt prefill (every row's prompt in stock TRL, each
+        # distinct prompt once with the shared prefill) plus one token per row and decoding step.
+        generation_tokens, generating = [0], [False]
+        generate = trainer._generate_single_turn
+
+        def generation_phase(*args, **kwargs):
+            generating[0] = True
+            try:
+                return generate(*args, **kwargs)
+            finally:
+                generating[0] = False
+
+        def count_tokens(module, args) -> None:
+            if generating[0]:
+                generation_tokens[0] += args[0].numel()
+
+        trainer._generate_single_turn = generation_phase
+        trainer.model.get_input_embeddings().register_forward_pre_hook(count_tokens)
+
         preprocessing = {"calls": 0, "clips": 0, "frames": 0}
         image_processor_cls = type(trainer.processing_class.image_processor)
         real_call = image_processor_cls.__call__
@@ -183,6 +203,7 @@ def child_train(cfg: dict[str, Any]) -> dict[str, Any]:
         },
         "preprocess_calls_per_step": preprocessing["calls"] / steps,
         "preprocessed_frames_per_step": preprocessing["frames"] / steps,
+        "generation_tokens_per_step": generation_tokens[0] / steps,
         # Linux reports ru_maxrss in KiB.
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
@@ -362,6 +383,9 @@ def compare(base: dict[str, Any], group: int, frames: int, clips: int, reps: int
         "preprocessed_frames_per_step": per_variant(
             lambda rs: statistics.mean(r["preprocessed_frames_per_step"] for r in rs)
         ),
+        "generation_tokens_per_step": per_variant(
+            lambda rs: statistics.mean(r["generation_tokens_per_step"] for r in rs)
+        ),
         "peak_rss_mb": per_variant(lambda rs: max(r["peak_rss_mb"] for r in rs)),
         "runs": runs,
     }
@@ -374,7 +398,7 @@ def print_main(result: dict[str, Any]) -> None:
     )
     print(
         f"{'variant':<15}{'wall s':>8}{'speedup':>9}{'CPU s':>8}{'speedup':>9}{'frames/step':>12}{'rollout':>8}"
-        f"{'loss':>6}{'preproc calls':>14}{'preproc frames':>15}{'peak RSS MB':>12}"
+        f"{'loss':>6}{'preproc calls':>14}{'preproc frames':>15}{'gen LM tokens':>14}{'peak RSS MB':>12}"
     )
     wall, cpu = result["median_step_s"], result["median_step_cpu_s"]
     for variant in VARIANTS:
@@ -383,7 +407,8 @@ def print_main(result: dict[str, Any]) -> None:
             f"{variant:<15}{wall[variant]:>8.2f}{wall['stock'] / wall[variant]:>8.2f}x{cpu[variant]:>8.2f}"
             f"{cpu['stock'] / cpu[variant]:>8.2f}x{result['encoder_frames_per_step'][variant]:>12.0f}"
             f"{phases['rollout']:>8.0f}{phases['loss']:>6.0f}{result['preprocess_calls_per_step'][variant]:>14.0f}"
-            f"{result['preprocessed_frames_per_step'][variant]:>15.0f}{result['peak_rss_mb'][variant]:>12.0f}"
+            f"{result['preprocessed_frames_per_step'][variant]:>15.0f}"
+            f"{result['generation_tokens_per_step'][variant]:>14.0f}{result['peak_rss_mb'][variant]:>12.0f}"
         )
 
 
