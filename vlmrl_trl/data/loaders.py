@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..labels import BDDOIA, LabelSet, load_label_set
+from ..schema import check_bits
 
 if TYPE_CHECKING:
     import datasets
@@ -160,12 +161,11 @@ def _load_saved(script_args: SFTScriptArguments, split: str, labels: LabelSet) -
     if missing:
         raise ValueError(f"{where} lacks the clip columns {missing} (it has {saved.column_names})")
     for column, size in (("actions", labels.num_actions), ("reasons", labels.num_reasons)):
-        bad = next((i for i, bits in enumerate(saved[column]) if len(bits) != size or set(bits) - {0, 1}), None)
-        if bad is not None:
-            raise ValueError(
-                f"{where}: row {bad} of {column!r} is {saved[column][bad]}, not {size} bits of label set "
-                f"{labels.name!r}"
-            )
+        for row, bits in enumerate(saved[column]):
+            try:
+                check_bits(bits, size)
+            except ValueError as err:
+                raise ValueError(f"{where}: row {row} of {column!r} (label set {labels.name!r}): {err}") from None
     return saved
 
 
