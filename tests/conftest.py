@@ -25,6 +25,15 @@ def shared_labels_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_clip():
+    """The untrained tiny CLIP on CPU (deterministic weights, eval mode): R1's encoder in the reward and trainer
+    tests."""
+    from vlmrl_trl.clip import load_clip
+
+    return load_clip(device="cpu")
+
+
+@pytest.fixture(scope="session")
 def tiny_vlm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random SmolVLM-architecture model directory (128 px frames), built once per test session."""
     from vlmrl_trl.models import build_tiny_vlm

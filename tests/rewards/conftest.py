@@ -8,14 +8,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vlmrl_trl.clip import ClipEncoder, load_clip
-
-
-@pytest.fixture(scope="session")
-def tiny_clip() -> ClipEncoder:
-    """The untrained ``vlmrl-tiny`` CLIP on CPU (deterministic weights)."""
-    return load_clip(device="cpu")
-
 
 def _make_clip(seed: int, num_frames: int = 4, size: int = 32) -> list[Image.Image]:
     rng = np.random.default_rng(seed)

@@ -13,7 +13,6 @@ from PIL import Image
 from transformers import PreTrainedModel, ProcessorMixin
 from trl import ModelConfig
 
-from vlmrl_trl.clip import ClipEncoder, load_clip
 from vlmrl_trl.models import load_model, load_processor
 
 
@@ -31,12 +30,6 @@ def load_tiny_model(tiny_vlm_dir: Path) -> Callable[[], PreTrainedModel]:
         return load_model(ModelConfig(model_name_or_path=str(tiny_vlm_dir), dtype="float32"))
 
     return load
-
-
-@pytest.fixture(scope="session")
-def tiny_clip() -> ClipEncoder:
-    """The untrained tiny CLIP on CPU (deterministic weights, eval mode), the encoder of R1 in these tests."""
-    return load_clip(device="cpu")
 
 
 def _random_frame(seed: int, width: int = 32, height: int = 32) -> Image.Image:
